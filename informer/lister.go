@@ -1,0 +1,60 @@
+package informer
+
+import (
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// Lister reads a cache by namespace, name, label selector and index.
+// Objects returned are shared with the cache and must not be modified.
+type Lister[T Object] struct {
+	x *Indexer[T]
+}
+
+// NewLister returns a Lister over x.
+func NewLister[T Object](x *Indexer[T]) *Lister[T] {
+	return &Lister[T]{x: x}
+}
+
+// Get returns the object with the given namespace and name (namespace ""
+// for a cluster-scoped object).
+func (l *Lister[T]) Get(namespace, name string) (T, bool) {
+	return l.x.Get(Key(namespace, name))
+}
+
+// List returns the objects matching selector, in no particular order. A nil
+// selector matches everything.
+func (l *Lister[T]) List(selector labels.Selector) []T {
+	everything := selector == nil || selector.Empty()
+	l.x.mu.RLock()
+	defer l.x.mu.RUnlock()
+	out := make([]T, 0, len(l.x.items))
+	for _, obj := range l.x.items {
+		if everything || selector.Matches(labels.Set(obj.GetLabels())) {
+			out = append(out, obj)
+		}
+	}
+	return out
+}
+
+// ListNamespace returns the objects in namespace matching selector, in no
+// particular order, using the namespace index. A nil selector matches
+// everything.
+func (l *Lister[T]) ListNamespace(namespace string, selector labels.Selector) []T {
+	everything := selector == nil || selector.Empty()
+	l.x.mu.RLock()
+	defer l.x.mu.RUnlock()
+	keys := l.x.indices[NamespaceIndex][namespace]
+	out := make([]T, 0, len(keys))
+	for k := range keys {
+		obj := l.x.items[k]
+		if everything || selector.Matches(labels.Set(obj.GetLabels())) {
+			out = append(out, obj)
+		}
+	}
+	return out
+}
+
+// ByIndex returns the objects whose index function returned value.
+func (l *Lister[T]) ByIndex(index, value string) ([]T, error) {
+	return l.x.ByIndex(index, value)
+}
