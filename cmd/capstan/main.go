@@ -1,0 +1,73 @@
+// Command capstan is capstan's command-line tool.
+//
+//	capstan envtest setup [--print-path] [--controller-manager] [--kubectl]
+//	capstan envtest run [--kubeconfig PATH] [--builtin-controllers]
+//	capstan version
+//
+// Run `capstan help` for details.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "capstan: %v\n", err)
+		var u usageError
+		if errors.As(err, &u) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// usageError is a command line that does not parse.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+const usage = `capstan: a framework for Kubernetes controllers and operators.
+
+Usage:
+  capstan envtest setup [--print-path] [--controller-manager] [--kubectl]
+        Find or build (from the Go module proxy, first time only) the control
+        plane binaries and print their folder. With controller-runtime:
+          export KUBEBUILDER_ASSETS=$(capstan envtest setup --print-path)
+  capstan envtest run [--kubeconfig PATH] [--builtin-controllers]
+        Start a local control plane (etcd + kube-apiserver), print a kubeconfig
+        and a kubectl example, and run until interrupted; then clean up.
+  capstan version
+        Print capstan's version and the Kubernetes version it targets.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usageError{"no command given"}
+	}
+	switch args[0] {
+	case "envtest":
+		return runEnvtest(ctx, args[1:], stdout, stderr)
+	case "version", "--version":
+		return runVersion(stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+}
