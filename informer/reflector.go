@@ -532,4 +532,3 @@ func (r *Reflector[T]) handleWatch(ctx context.Context, w watch.Interface, resyn
 		}
 	}
 }
-

@@ -41,10 +41,19 @@ func (r *recorder) take() []string {
 	return out
 }
 
-func (r *recorder) Add(o *corev1.ConfigMap) error    { r.add("Add " + o.Name + "@" + o.ResourceVersion); return nil }
-func (r *recorder) Update(o *corev1.ConfigMap) error { r.add("Update " + o.Name + "@" + o.ResourceVersion); return nil }
-func (r *recorder) Delete(o *corev1.ConfigMap) error { r.add("Delete " + o.Name + "@" + o.ResourceVersion); return nil }
-func (r *recorder) Resync() error                    { r.add("Resync"); return nil }
+func (r *recorder) Add(o *corev1.ConfigMap) error {
+	r.add("Add " + o.Name + "@" + o.ResourceVersion)
+	return nil
+}
+func (r *recorder) Update(o *corev1.ConfigMap) error {
+	r.add("Update " + o.Name + "@" + o.ResourceVersion)
+	return nil
+}
+func (r *recorder) Delete(o *corev1.ConfigMap) error {
+	r.add("Delete " + o.Name + "@" + o.ResourceVersion)
+	return nil
+}
+func (r *recorder) Resync() error { r.add("Resync"); return nil }
 func (r *recorder) Replace(l []*corev1.ConfigMap, rv string) error {
 	names := make([]string, len(l))
 	for i, o := range l {
