@@ -37,6 +37,8 @@ type Options struct {
 	// MaxDescLen truncates descriptions longer than this at a sentence or
 	// word boundary. 0 means no limit.
 	MaxDescLen int
+	// Header is written at the top of generated Go files (a license, say).
+	Header string
 	// NoDescriptions drops every description (controller-gen's
 	// crd:maxDescLen=0), which keeps large CRDs under the size limit.
 	NoDescriptions bool
