@@ -1,0 +1,18 @@
+// +groupName=bad.capstan.io
+package misplaced
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// Thing is a kind.
+// +kubebuilder:object:root=true
+type Thing struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              ThingSpec `json:"spec"`
+}
+
+// ThingSpec has a type marker on a field.
+type ThingSpec struct {
+	// +kubebuilder:subresource:status
+	Count int32 `json:"count"`
+}
