@@ -1,0 +1,621 @@
+package workqueue
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/utils/clock"
+)
+
+// Options configure a Queue. The zero value is valid: an unnamed queue
+// without metrics, on the real clock, with DefaultControllerRateLimiter and
+// the default aging step.
+type Options[T comparable] struct {
+	// Name identifies the queue in metrics. Required when Metrics is set.
+	Name string
+
+	// Clock is the source of time for delays, rate limiting and metrics.
+	// Defaults to the real clock. Tests may pass a fake clock
+	// (k8s.io/utils/clock/testing) or run under testing/synctest.
+	Clock clock.WithTicker
+
+	// RateLimiter decides the delay of AddRateLimited and answers
+	// NumRequeues; Forget is passed to it. Defaults to
+	// DefaultControllerRateLimiter on Clock.
+	RateLimiter RateLimiter[T]
+
+	// Metrics, if set, creates the queue's metrics (see
+	// NewPrometheusMetrics). When nil no metric is recorded and nothing is
+	// paid for them.
+	Metrics MetricsProvider
+
+	// AgingStep bounds how long an item can be overtaken by items of higher
+	// priority: a waiting item gains one priority level for every AgingStep
+	// items queued after it. An item queued with priority p is therefore
+	// handed out before every item queued more than (q-p)*AgingStep
+	// queueings after it with priority q. Zero means DefaultAgingStep; the
+	// maximum is MaxAgingStep. Queues that never use priorities are not
+	// affected.
+	AgingStep int
+}
+
+const (
+	// DefaultAgingStep is the AgingStep used when Options.AgingStep is zero.
+	// With the low priority of -100 that capstan uses for the initial list,
+	// fresh changes may overtake a backlog item for 10,000 queueings, and
+	// no longer.
+	DefaultAgingStep = 100
+	// MaxAgingStep is the largest accepted Options.AgingStep.
+	MaxAgingStep = 1 << 30
+
+	// MaxPriority and MinPriority bound the priorities the queue
+	// distinguishes; priorities outside are clamped to them.
+	MaxPriority = 1 << 20
+	MinPriority = -MaxPriority
+)
+
+// ErrInvalidOptions is wrapped by the errors New returns for bad Options.
+var ErrInvalidOptions = errors.New("workqueue: invalid options")
+
+// setDefaults fills the zero fields of o; every default lives here.
+func (o *Options[T]) setDefaults() {
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.RateLimiter == nil {
+		o.RateLimiter = DefaultControllerRateLimiter[T](o.Clock)
+	}
+	if o.AgingStep == 0 {
+		o.AgingStep = DefaultAgingStep
+	}
+}
+
+func (o *Options[T]) validate() error {
+	if o.AgingStep < 0 || o.AgingStep > MaxAgingStep {
+		return fmt.Errorf("%w: AgingStep %d is outside [0, %d]", ErrInvalidOptions, o.AgingStep, MaxAgingStep)
+	}
+	if o.Metrics != nil && o.Name == "" {
+		return fmt.Errorf("%w: Name must be set when Metrics is set", ErrInvalidOptions)
+	}
+	return nil
+}
+
+// AddOptions qualify one add; the zero value is a plain Add.
+type AddOptions struct {
+	// Priority orders waiting items: higher goes first, FIFO within a
+	// priority, subject to aging (Options.AgingStep). Default 0.
+	Priority int
+	// After delays the add, as AddAfter does.
+	After time.Duration
+	// RateLimited delays the add by the rate limiter's When(item), as
+	// AddRateLimited does. With After also set, the longer delay applies.
+	RateLimited bool
+}
+
+// item state flags. An item is in Queue.items exactly when one is set.
+const (
+	// flagDirty: the item needs processing. Alone, the item is waiting in a
+	// level; with flagProcessing it will be queued again on Done.
+	flagDirty uint8 = 1 << iota
+	// flagProcessing: a worker holds the item (between Get and Done).
+	flagProcessing
+)
+
+type itemState struct {
+	// v is the virtual deadline of the item's live entry in its level: the
+	// queueing sequence number minus AgingStep times the priority. Items are
+	// handed out in increasing v. Meaningful when the item is waiting.
+	v int64
+	// prio is the level holding the live entry (when waiting), or the
+	// priority to queue with on Done (when dirty while processing).
+	prio  int32
+	flags uint8
+}
+
+// qentry is an element of a level. It is live when the item's state still
+// names this level and v; otherwise it is stale (left behind when a re-add
+// with a higher priority moved the item) and skipped.
+type qentry[T comparable] struct {
+	item T
+	v    int64
+}
+
+// level is the FIFO of one priority. Within a level v increases from front
+// to back, so the next item overall is the front of some level.
+type level[T comparable] struct {
+	prio int32
+	q    ring[qentry[T]]
+}
+
+// handoff is what a blocked Get receives.
+type handoff[T comparable] struct {
+	item     T
+	shutdown bool
+}
+
+// Queue is a work queue: it hands items to workers, never the same item to
+// two workers at once, with deduplication, delays, rate limiting and
+// priorities. See the package documentation for the guarantees.
+//
+// A Queue is safe for concurrent use. Create it with New.
+type Queue[T comparable] struct {
+	mu sync.Mutex
+
+	// items holds the state of every item that is waiting or being
+	// processed. The number of waiting (dirty, not processing) items is
+	// queued; each has exactly one live entry in levels.
+	items  map[T]itemState
+	queued int
+
+	// levels holds one FIFO per priority in use; levels[0] is priority 0
+	// and is never removed. Few distinct priorities are expected, so the
+	// levels are scanned linearly.
+	levels []*level[T]
+	// stale counts stale entries in levels.
+	stale int
+	// seq numbers queueings; with agingStep it gives each entry its v.
+	seq       int64
+	agingStep int64
+
+	// processing counts items held by workers.
+	processing int
+
+	// waiters are blocked Gets, oldest first. Non-empty only while
+	// queued == 0: an item added then is handed straight to a waiter.
+	waiters   []chan handoff[T]
+	waiterBuf sync.Pool // of chan handoff[T], capacity 1
+
+	shuttingDown atomic.Bool // written with mu held
+	drain        bool
+	drained      sync.Cond // signalled when processing drops to 0 or drain ends
+
+	// Delays: one heap, one timer, owned by loop (started on first use).
+	delays      delayHeap[T]
+	epoch       time.Time
+	timerAt     int64         // deadline the loop's timer is armed for
+	kick        chan struct{} // wakes loop when timerAt moves earlier
+	stop        chan struct{} // closed by ShutDown
+	loopStarted bool
+	wg          sync.WaitGroup
+
+	clock   clock.WithTicker
+	limiter RateLimiter[T]
+	metrics *queueMetrics[T] // nil when metrics are off
+}
+
+var _ Interface[string] = (*Queue[string])(nil)
+
+// Interface is the consumer-side view of a Queue, for code that takes a
+// queue as a dependency and fakes it in tests.
+type Interface[T comparable] interface {
+	Add(item T)
+	AddAfter(item T, d time.Duration)
+	AddRateLimited(item T)
+	AddWithOptions(item T, o AddOptions)
+	Get() (item T, shutdown bool)
+	Done(item T)
+	Forget(item T)
+	NumRequeues(item T) int
+	Len() int
+	ShutDown()
+	ShutDownWithDrain()
+	ShuttingDown() bool
+}
+
+// New returns an empty queue. It starts no goroutine until the first
+// delayed add (or at once when metrics are on); ShutDown stops it.
+func New[T comparable](o Options[T]) (*Queue[T], error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	o.setDefaults()
+	q := &Queue[T]{
+		items:     make(map[T]itemState),
+		agingStep: int64(o.AgingStep),
+		epoch:     o.Clock.Now(),
+		timerAt:   math.MaxInt64,
+		kick:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		clock:     o.Clock,
+		limiter:   o.RateLimiter,
+	}
+	q.levels = []*level[T]{{prio: 0}}
+	q.drained.L = &q.mu
+	if o.Metrics != nil {
+		q.metrics = newQueueMetrics[T](o.Metrics, o.Name, o.Clock)
+		q.mu.Lock()
+		q.startLoopLocked()
+		q.mu.Unlock()
+	}
+	return q, nil
+}
+
+// Add marks item as needing processing at priority 0. An item already
+// waiting is not added twice; an item being processed is handed out again
+// after Done. Adds after ShutDown are ignored.
+func (q *Queue[T]) Add(item T) { q.add(item, 0) }
+
+// AddAfter adds item once d has passed. While several delays for one item
+// are pending, the earliest wins. d <= 0 adds at once. The delay is
+// independent of the item's other state: an item added now and also after d
+// is processed now and again after d, as with client-go.
+func (q *Queue[T]) AddAfter(item T, d time.Duration) { q.addAfter(item, d, 0) }
+
+// AddRateLimited adds item after the rate limiter's When(item).
+func (q *Queue[T]) AddRateLimited(item T) { q.addAfter(item, q.limiter.When(item), 0) }
+
+// AddWithOptions adds item with a priority and optional delay.
+func (q *Queue[T]) AddWithOptions(item T, o AddOptions) {
+	d := o.After
+	if o.RateLimited {
+		d = max(d, q.limiter.When(item))
+	}
+	q.addAfter(item, d, clampPriority(o.Priority))
+}
+
+// Forget tells the rate limiter to stop tracking item (its failures reset).
+// It does not remove the item from the queue; call Done as usual.
+func (q *Queue[T]) Forget(item T) { q.limiter.Forget(item) }
+
+// NumRequeues returns how many times the rate limiter has delayed item
+// since it was last forgotten.
+func (q *Queue[T]) NumRequeues(item T) int { return q.limiter.NumRequeues(item) }
+
+func clampPriority(p int) int32 {
+	return int32(min(max(p, MinPriority), MaxPriority))
+}
+
+func (q *Queue[T]) add(item T, prio int32) {
+	q.mu.Lock()
+	if q.shuttingDown.Load() {
+		q.mu.Unlock()
+		return
+	}
+	w := q.addLocked(item, prio)
+	q.mu.Unlock()
+	if w != nil {
+		w <- handoff[T]{item: item}
+	}
+}
+
+// addLocked records an add of item. When a Get is blocked it marks the item
+// as processing and returns that Get's channel; the caller sends the item on
+// it (after unlocking: the channel has room, so the send never blocks).
+func (q *Queue[T]) addLocked(item T, prio int32) chan handoff[T] {
+	st, ok := q.items[item]
+	if ok {
+		switch {
+		case st.flags&flagDirty == 0:
+			// Being processed: queue it again on Done.
+			st.flags |= flagDirty
+			st.prio = prio
+			q.items[item] = st
+			if q.metrics != nil {
+				q.metrics.add(item)
+			}
+		case st.flags&flagProcessing != 0:
+			// Dirty while processing: remember the highest priority.
+			if prio > st.prio {
+				st.prio = prio
+				q.items[item] = st
+			}
+		case prio > st.prio:
+			// Waiting at a lower priority: move it to the back of the new
+			// priority unless aging already placed it further ahead.
+			v := q.seq + 1 - q.agingStep*int64(prio)
+			if v < st.v {
+				q.seq++
+				q.level(prio).q.push(qentry[T]{item: item, v: v})
+				q.stale++
+				st.v, st.prio = v, prio
+				q.items[item] = st
+			}
+		}
+		return nil
+	}
+	if q.metrics != nil {
+		q.metrics.add(item)
+	}
+	if n := len(q.waiters); n > 0 {
+		w := q.waiters[0]
+		copy(q.waiters, q.waiters[1:])
+		q.waiters[n-1] = nil
+		q.waiters = q.waiters[:n-1]
+		q.items[item] = itemState{flags: flagProcessing}
+		q.processing++
+		if q.metrics != nil {
+			q.metrics.get(item)
+		}
+		return w
+	}
+	q.pushLocked(item, prio)
+	return nil
+}
+
+// pushLocked queues item, which must be in no level, at the back of prio.
+func (q *Queue[T]) pushLocked(item T, prio int32) {
+	q.seq++
+	v := q.seq - q.agingStep*int64(prio)
+	q.level(prio).q.push(qentry[T]{item: item, v: v})
+	q.items[item] = itemState{v: v, prio: prio, flags: flagDirty}
+	q.queued++
+}
+
+// level returns the level of prio, creating it if needed.
+func (q *Queue[T]) level(prio int32) *level[T] {
+	for _, l := range q.levels {
+		if l.prio == prio {
+			return l
+		}
+	}
+	l := &level[T]{prio: prio}
+	q.levels = append(q.levels, l)
+	return l
+}
+
+// popLocked removes the next waiting item and marks it processing; q.queued
+// must be positive.
+func (q *Queue[T]) popLocked() T {
+	for {
+		best := q.levels[0]
+		if len(q.levels) > 1 {
+			bi := -1
+			for i, l := range q.levels {
+				if l.q.len() == 0 {
+					continue
+				}
+				// Ties go to the lower priority: it was queued earlier.
+				if bi < 0 || l.q.front().v < q.levels[bi].q.front().v ||
+					(l.q.front().v == q.levels[bi].q.front().v && l.prio < q.levels[bi].prio) {
+					bi = i
+				}
+			}
+			best = q.levels[bi]
+			if best.q.len() == 1 && bi > 0 {
+				// The level empties: drop it (levels[0] stays).
+				q.levels = append(q.levels[:bi], q.levels[bi+1:]...)
+			}
+		}
+		e := best.q.pop()
+		st, ok := q.items[e.item]
+		if !ok || st.flags != flagDirty || st.prio != best.prio || st.v != e.v {
+			q.stale--
+			continue
+		}
+		q.items[e.item] = itemState{flags: flagProcessing}
+		q.queued--
+		q.processing++
+		if q.queued == 0 && q.stale > 0 {
+			for _, l := range q.levels {
+				l.q.reset()
+			}
+			q.levels = q.levels[:1]
+			q.stale = 0
+		}
+		if q.metrics != nil {
+			q.metrics.get(e.item)
+		}
+		return e.item
+	}
+}
+
+// Get blocks until an item is waiting and returns it; the caller must call
+// Done(item) when finished with it. It returns shutdown == true once the
+// queue is shutting down and empty. After ShutDown, items still waiting are
+// handed out (as with client-go) until none is left.
+func (q *Queue[T]) Get() (item T, shutdown bool) {
+	q.mu.Lock()
+	if q.queued > 0 {
+		item = q.popLocked()
+		q.mu.Unlock()
+		return item, false
+	}
+	if q.shuttingDown.Load() {
+		q.mu.Unlock()
+		return item, true
+	}
+	w, _ := q.waiterBuf.Get().(chan handoff[T])
+	if w == nil {
+		w = make(chan handoff[T], 1)
+	}
+	q.waiters = append(q.waiters, w)
+	q.mu.Unlock()
+	h := <-w
+	q.waiterBuf.Put(w)
+	return h.item, h.shutdown
+}
+
+// Done marks the end of processing item. If item was added again meanwhile,
+// it is queued again now. Done for an item that is not being processed does
+// nothing.
+func (q *Queue[T]) Done(item T) {
+	q.mu.Lock()
+	st, ok := q.items[item]
+	if !ok || st.flags&flagProcessing == 0 {
+		q.mu.Unlock()
+		return
+	}
+	if q.metrics != nil {
+		q.metrics.done(item)
+	}
+	q.processing--
+	var w chan handoff[T]
+	if st.flags&flagDirty != 0 {
+		if n := len(q.waiters); n > 0 {
+			w = q.waiters[0]
+			copy(q.waiters, q.waiters[1:])
+			q.waiters[n-1] = nil
+			q.waiters = q.waiters[:n-1]
+			q.processing++
+			q.items[item] = itemState{flags: flagProcessing}
+			if q.metrics != nil {
+				q.metrics.get(item)
+			}
+		} else {
+			q.pushLocked(item, st.prio)
+		}
+	} else {
+		delete(q.items, item)
+	}
+	if q.processing == 0 && q.drain {
+		q.drained.Broadcast()
+	}
+	q.mu.Unlock()
+	if w != nil {
+		w <- handoff[T]{item: item}
+	}
+}
+
+// Len returns the number of waiting items (not those being processed nor
+// those delayed). It is for information only: do not gate Add or Get on it.
+func (q *Queue[T]) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.queued
+}
+
+// ShutDown makes the queue ignore new adds and drop delayed ones; Gets
+// blocked on an empty queue return shutdown == true at once, and later Gets
+// do so once the items still waiting are handed out. It does not wait for
+// workers; it may be called more than once, and ends a ShutDownWithDrain
+// wait.
+func (q *Queue[T]) ShutDown() {
+	q.shutDown(false)
+}
+
+// ShutDownWithDrain is ShutDown, then waits until no item is being
+// processed (every Get has had its Done). Workers must call Done, or it
+// blocks for ever; a concurrent ShutDown ends the wait.
+func (q *Queue[T]) ShutDownWithDrain() {
+	q.shutDown(true)
+}
+
+func (q *Queue[T]) shutDown(drain bool) {
+	q.mu.Lock()
+	q.drain = drain
+	first := !q.shuttingDown.Load()
+	q.shuttingDown.Store(true)
+	waiters := q.waiters
+	q.waiters = nil
+	q.delays.reset()
+	q.timerAt = math.MaxInt64
+	if first {
+		close(q.stop)
+	}
+	q.drained.Broadcast()
+	for _, w := range waiters {
+		w <- handoff[T]{shutdown: true}
+	}
+	for drain && q.drain && q.processing > 0 {
+		q.drained.Wait()
+	}
+	q.mu.Unlock()
+	q.wg.Wait()
+}
+
+// ShuttingDown reports whether ShutDown or ShutDownWithDrain was called.
+func (q *Queue[T]) ShuttingDown() bool { return q.shuttingDown.Load() }
+
+func (q *Queue[T]) addAfter(item T, d time.Duration, prio int32) {
+	if d <= 0 {
+		q.add(item, prio)
+		return
+	}
+	now := q.clock.Now()
+	q.mu.Lock()
+	if q.shuttingDown.Load() {
+		q.mu.Unlock()
+		return
+	}
+	if q.metrics != nil {
+		q.metrics.retry()
+	}
+	at := now.Sub(q.epoch)
+	if at > math.MaxInt64-d {
+		at = math.MaxInt64 - 1
+	} else {
+		at += d
+	}
+	q.delays.add(item, int64(at), prio)
+	if int64(at) < q.timerAt {
+		q.timerAt = int64(at)
+		q.startLoopLocked()
+		select {
+		case q.kick <- struct{}{}:
+		default: // the loop already has a kick pending
+		}
+	}
+	q.mu.Unlock()
+}
+
+func (q *Queue[T]) startLoopLocked() {
+	if !q.loopStarted {
+		q.loopStarted = true
+		q.wg.Go(q.loop)
+	}
+}
+
+// loop owns the delay timer (and, when metrics are on, the unfinished-work
+// ticker). It moves due items from the delay heap into the queue. It stops
+// when ShutDown closes q.stop.
+func (q *Queue[T]) loop() {
+	var timer clock.Timer // created when first armed
+	var timerC <-chan time.Time
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	var tick <-chan time.Time
+	if q.metrics != nil {
+		t := q.clock.NewTicker(unfinishedWorkPeriod)
+		defer t.Stop()
+		tick = t.C()
+	}
+	for {
+		select {
+		case <-q.stop:
+			return
+		case <-tick:
+			q.mu.Lock()
+			if !q.shuttingDown.Load() {
+				q.metrics.updateUnfinishedWork()
+			}
+			q.mu.Unlock()
+			continue
+		case <-timerC:
+		case <-q.kick:
+		}
+		now := int64(q.clock.Now().Sub(q.epoch))
+		q.mu.Lock()
+		if q.shuttingDown.Load() {
+			q.mu.Unlock()
+			return
+		}
+		for q.delays.len() > 0 && q.delays.minAt() <= now {
+			item, prio := q.delays.popMin()
+			// Sending under the lock is safe: the channel has room.
+			if w := q.addLocked(item, prio); w != nil {
+				w <- handoff[T]{item: item}
+			}
+		}
+		next := q.delays.minAt()
+		q.timerAt = next
+		q.mu.Unlock()
+		switch {
+		case next == math.MaxInt64:
+			if timer != nil {
+				timer.Stop()
+			}
+		case timer == nil:
+			timer = q.clock.NewTimer(time.Duration(next - now))
+			timerC = timer.C()
+		default:
+			timer.Reset(time.Duration(next - now))
+		}
+	}
+}
