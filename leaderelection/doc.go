@@ -69,7 +69,9 @@
 //     every lease protocol.
 //   - Deleting the Lease or editing its holder by hand bypasses the protocol: a candidate may
 //     take over at once while the old leader keeps its fence down until its next renewal
-//     (<= RetryPeriod) reveals the change.
+//     (<= RetryPeriod) reveals the change. (The Lease API creates on update, so after a
+//     deletion the leader's next renewal may simply recreate the Lease; if a candidate created
+//     it first, that renewal conflicts and the leader steps down.)
 //   - Two processes must never share an identity; the default identity (hostname + random
 //     suffix) guarantees that.
 //   - Fenced writes are refused, not queued: leader-only work sees *FencedError and its ctx is

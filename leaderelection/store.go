@@ -168,10 +168,13 @@ func recordFromLease(l *coordinationv1.Lease) Record {
 
 func applyRecord(l *coordinationv1.Lease, r Record) {
 	holder := r.HolderIdentity
-	secs := int32(min(math.Ceil(r.LeaseDuration.Seconds()), math.MaxInt32))
 	transitions := r.LeaseTransitions
 	l.Spec.HolderIdentity = &holder
-	l.Spec.LeaseDurationSeconds = &secs
+	l.Spec.LeaseDurationSeconds = nil
+	if r.LeaseDuration > 0 {
+		secs := int32(min(math.Ceil(r.LeaseDuration.Seconds()), math.MaxInt32))
+		l.Spec.LeaseDurationSeconds = &secs
+	}
 	l.Spec.LeaseTransitions = &transitions
 	l.Spec.AcquireTime = microTimeOrNil(r.AcquireTime)
 	l.Spec.RenewTime = microTimeOrNil(r.RenewTime)

@@ -15,7 +15,11 @@ import (
 // Conformance checks that store behaves as leaderelection.LeaseStore requires: not-found and
 // conflict errors, resourceVersion checks, round-tripping of every Record field (times at
 // microsecond precision, durations in whole seconds), and that of concurrent updates from
-// one version exactly one wins. key must not exist when it is called.
+// one version exactly one wins. key, and key with the suffix "-absent", must not exist when it
+// is called.
+//
+// An Update of an absent lease may fail with ErrLeaseNotFound or ErrLeaseConflict, or create
+// it (the Kubernetes Lease API allows create-on-update); the elector is safe with either.
 func Conformance(t *testing.T, store leaderelection.LeaseStore, key types.NamespacedName) {
 	t.Helper()
 	ctx := t.Context()
@@ -23,9 +27,6 @@ func Conformance(t *testing.T, store leaderelection.LeaseStore, key types.Namesp
 
 	if _, err := store.Get(ctx, key); !errors.Is(err, leaderelection.ErrLeaseNotFound) {
 		t.Fatalf("Get of absent lease: got err %v, want ErrLeaseNotFound", err)
-	}
-	if _, err := store.Update(ctx, key, leaderelection.Record{HolderIdentity: "a", ResourceVersion: "1"}); !errors.Is(err, leaderelection.ErrLeaseNotFound) && !errors.Is(err, leaderelection.ErrLeaseConflict) {
-		t.Fatalf("Update of absent lease: got err %v, want ErrLeaseNotFound or ErrLeaseConflict", err)
 	}
 	want := leaderelection.Record{
 		HolderIdentity:   "a",
@@ -69,6 +70,12 @@ func Conformance(t *testing.T, store leaderelection.LeaseStore, key types.Namesp
 
 	if _, err := store.Update(ctx, key, next); !errors.Is(err, leaderelection.ErrLeaseConflict) {
 		t.Fatalf("Update with stale resourceVersion: got err %v, want ErrLeaseConflict", err)
+	}
+
+	absent := types.NamespacedName{Namespace: key.Namespace, Name: key.Name + "-absent"}
+	_, err = store.Update(ctx, absent, leaderelection.Record{HolderIdentity: "a", LeaseDuration: time.Second, ResourceVersion: updated.ResourceVersion})
+	if err != nil && !errors.Is(err, leaderelection.ErrLeaseNotFound) && !errors.Is(err, leaderelection.ErrLeaseConflict) {
+		t.Fatalf("Update of absent lease: got err %v, want nil, ErrLeaseNotFound or ErrLeaseConflict", err)
 	}
 
 	// Racing updates from one version: exactly one wins.
