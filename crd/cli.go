@@ -68,18 +68,18 @@ func RunGenerate(ctx context.Context, dir string, args []string, stdout, stderr 
 		o := opts
 		if v := g["allowDangerousTypes"]; v != "" {
 			if o.AllowDangerousTypes, err = strconv.ParseBool(v); err != nil {
-				return fmt.Errorf("crd: crd:allowDangerousTypes=%s: %w", v, err)
+				return fmt.Errorf("%w: crd:allowDangerousTypes=%s: %w", ErrUsage, v, err)
 			}
 		}
 		if v, ok := g["maxDescLen"]; ok {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
-				return fmt.Errorf("crd: crd:maxDescLen=%s: want a number >= 0", v)
+				return fmt.Errorf("%w: crd:maxDescLen=%s: want a number >= 0", ErrUsage, v)
 			}
 			o.MaxDescLen, o.NoDescriptions = n, n == 0
 		}
 		if v, ok := g["crdVersions"]; ok && strings.Trim(v, "{}") != "v1" {
-			return fmt.Errorf("crd: crd:crdVersions=%s: only v1 is supported (apiextensions.k8s.io/v1beta1 was removed in Kubernetes 1.22)", v)
+			return fmt.Errorf("%w: crd:crdVersions=%s: only v1 is supported (apiextensions.k8s.io/v1beta1 was removed in Kubernetes 1.22)", ErrUsage, v)
 		}
 		header, err := readHeader(g["headerFile"], g["year"])
 		if err != nil {
