@@ -264,9 +264,12 @@ func (e *Environment) etcdArgs() []string {
 
 func (e *Environment) apiServerArgs() []string {
 	flags := map[string]string{
-		"etcd-servers":                     "http://127.0.0.1:" + strconv.Itoa(e.etcdPort),
-		"bind-address":                     "127.0.0.1",
-		"advertise-address":                "127.0.0.1",
+		"etcd-servers":      "http://127.0.0.1:" + strconv.Itoa(e.etcdPort),
+		"bind-address":      "127.0.0.1",
+		"advertise-address": "127.0.0.1",
+		// A loopback advertise address is refused by the endpoint
+		// reconciler, and tests need no "kubernetes" Service endpoints.
+		"endpoint-reconciler-type":         "none",
 		"secure-port":                      strconv.Itoa(e.apiPort),
 		"cert-dir":                         e.dir,
 		"tls-cert-file":                    e.path("serving.crt"),
