@@ -58,6 +58,12 @@ func RunGenerate(ctx context.Context, dir string, args []string, stdout, stderr 
 		return strings.ReplaceAll(string(b), " YEAR", " "+year), nil
 	}
 	opts := Options{Paths: inv.paths, Dir: base}
+	opts.setDefaults()
+	// One load serves every generator.
+	u, err := loadRoots(ctx, base, opts.Paths, nil)
+	if err != nil {
+		return err
+	}
 	type pending struct {
 		out   outputRule
 		files map[string][]byte
@@ -85,7 +91,7 @@ func RunGenerate(ctx context.Context, dir string, args []string, stdout, stderr 
 		if err != nil {
 			return err
 		}
-		crds, err := Generate(ctx, o)
+		crds, err := generate(u, o)
 		if err != nil {
 			return err
 		}
@@ -109,12 +115,12 @@ func RunGenerate(ctx context.Context, dir string, args []string, stdout, stderr 
 		if o.Header, err = readHeader(g["headerFile"], g["year"]); err != nil {
 			return err
 		}
-		if goFiles, err = GenerateDeepCopy(ctx, o); err != nil {
+		if goFiles, err = generateDeepCopy(u, o.Header); err != nil {
 			return err
 		}
 	}
 	if g, ok := inv.gens["rbac"]; ok {
-		roles, err := GenerateRBAC(ctx, RBACOptions{Options: opts, RoleName: g["roleName"]})
+		roles, err := generateRBAC(u, g["roleName"])
 		if err != nil {
 			return err
 		}

@@ -47,6 +47,10 @@ func GenerateDeepCopy(ctx context.Context, opts Options) ([]File, error) {
 	if err != nil {
 		return nil, err
 	}
+	return generateDeepCopy(u, opts.Header)
+}
+
+func generateDeepCopy(u *universe, header string) ([]File, error) {
 	// Which types get methods is decided for every package first, so that a
 	// package using another's types sees the same methods on every run.
 	enabled := map[*types.TypeName]bool{}
@@ -68,7 +72,7 @@ func GenerateDeepCopy(ctx context.Context, opts Options) ([]File, error) {
 		if len(plans[pi]) == 0 {
 			continue
 		}
-		f, err := deepCopyPackage(u, pi, plans[pi], enabled, opts.Header)
+		f, err := deepCopyPackage(u, pi, plans[pi], enabled, header)
 		if err != nil {
 			errs = append(errs, err)
 			continue

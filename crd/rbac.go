@@ -59,12 +59,16 @@ func GenerateRBAC(ctx context.Context, opts RBACOptions) (*Roles, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	if opts.RoleName == "" {
-		opts.RoleName = "manager-role"
-	}
 	u, err := loadRoots(ctx, opts.Dir, opts.Paths, opts.BuildTags)
 	if err != nil {
 		return nil, err
+	}
+	return generateRBAC(u, opts.RoleName)
+}
+
+func generateRBAC(u *universe, roleName string) (*Roles, error) {
+	if roleName == "" {
+		roleName = "manager-role"
 	}
 	type nsRole struct{ ns, role string }
 	byRole := map[nsRole][]*rbacRule{}
@@ -76,7 +80,7 @@ func GenerateRBAC(ctx context.Context, opts RBACOptions) (*Roles, error) {
 		for _, m := range docs.Doc.All("kubebuilder:rbac") {
 			role := m.String("roleName")
 			if role == "" {
-				role = opts.RoleName
+				role = roleName
 			}
 			key := nsRole{m.String("namespace"), role}
 			base := rbacRule{groups: argStrings(m, "groups"), names: argStrings(m, "resourceNames"), verbs: argStrings(m, "verbs"), urls: argStrings(m, "urls")}

@@ -61,8 +61,9 @@ type Options struct {
 	// StartTimeout bounds Start once the binaries are present (building them
 	// is bounded by ctx only). Default: 60s.
 	StartTimeout time.Duration
-	// StopTimeout is how long a component gets to exit after SIGTERM before
-	// it is killed. Default: 10s.
+	// StopTimeout is how long kube-apiserver gets to exit after SIGTERM in
+	// StopAPIServer and Restart before it is killed. Default: 10s. (Stop
+	// kills at once.)
 	StopTimeout time.Duration
 }
 
@@ -505,8 +506,10 @@ func (e *Environment) installCRDs(ctx context.Context, crds []*apiextensionsv1.C
 	return nil
 }
 
-// Stop ends every process the environment started (SIGTERM, then SIGKILL
-// after StopTimeout) and removes its temp dir. It is safe to call more than
+// Stop ends every process the environment started and removes its temp dir.
+// The components are killed outright (SIGKILL): their state is about to be
+// deleted, so a graceful shutdown would only cost time (about a second for
+// kube-apiserver). It is safe to call more than
 // once; later calls do nothing.
 func (e *Environment) Stop() error {
 	e.mu.Lock()
@@ -523,7 +526,7 @@ func (e *Environment) Stop() error {
 		if p == nil {
 			continue
 		}
-		if err := p.stop(e.opts.StopTimeout); err != nil {
+		if err := p.kill(); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -125,6 +125,22 @@ func (p *process) stop(grace time.Duration) error {
 	return nil
 }
 
+// kill ends the component and its process group at once (SIGKILL) and
+// returns once it has been reaped.
+func (p *process) kill() error {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	if err := p.signal(syscall.SIGKILL); err != nil {
+		return err
+	}
+	<-exited
+	return nil
+}
+
 // pid is the component's process id, or 0 before start.
 func (p *process) pid() int {
 	p.mu.Lock()
