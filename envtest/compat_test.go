@@ -2,15 +2,23 @@ package envtest_test
 
 import (
 	"context"
+	"github.com/go-logr/logr"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
+	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/capstan-io/capstan/envtest"
 )
+
+func init() {
+	// controller-runtime's global logger, else it prints a stack trace
+	// warning on first use.
+	crlog.SetLogger(logr.Discard())
+}
 
 func assetsDir(tb testing.TB) string {
 	tb.Helper()
