@@ -59,19 +59,15 @@ func RunGenerate(ctx context.Context, dir string, args []string, stdout, stderr 
 	}
 	opts := Options{Paths: inv.paths, Dir: base}
 	opts.setDefaults()
-	// One load serves every generator.
-	u, err := loadRoots(ctx, base, opts.Paths, nil)
-	if err != nil {
-		return err
-	}
 	type pending struct {
 		out   outputRule
 		files map[string][]byte
 	}
 	var writes []pending
 	var goFiles []File
+	crdOpts := opts
 	if g, ok := inv.gens["crd"]; ok {
-		o := opts
+		o := &crdOpts
 		if v := g["allowDangerousTypes"]; v != "" {
 			if o.AllowDangerousTypes, err = strconv.ParseBool(v); err != nil {
 				return fmt.Errorf("%w: crd:allowDangerousTypes=%s: %w", ErrUsage, v, err)
@@ -87,11 +83,18 @@ func RunGenerate(ctx context.Context, dir string, args []string, stdout, stderr 
 		if v, ok := g["crdVersions"]; ok && strings.Trim(v, "{}") != "v1" {
 			return fmt.Errorf("%w: crd:crdVersions=%s: only v1 is supported (apiextensions.k8s.io/v1beta1 was removed in Kubernetes 1.22)", ErrUsage, v)
 		}
+	}
+	// One load serves every generator.
+	u, err := loadRoots(ctx, base, opts.Paths, nil)
+	if err != nil {
+		return err
+	}
+	if g, ok := inv.gens["crd"]; ok {
 		header, err := readHeader(g["headerFile"], g["year"])
 		if err != nil {
 			return err
 		}
-		crds, err := generate(u, o)
+		crds, err := generate(u, crdOpts)
 		if err != nil {
 			return err
 		}
