@@ -420,9 +420,13 @@ func TestIntegrationBlockedRenewals(t *testing.T) {
 
 	// The old leader rejoins and can lead again.
 	old.proxy.setDropping(false)
-	time.Sleep(2 * itRetry)
+	// A Get already hanging in the black hole may take until its RenewDeadline timeout.
+	healed := time.Now()
+	for old.el.Leader() != next.id && time.Since(healed) < itRenew+2*itRetry+itSlack {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if got := old.el.Leader(); got != next.id {
-		t.Errorf("rejoined old leader sees leader %q, want %q", got, next.id)
+		t.Errorf("rejoined old leader sees leader %q %v after healing, want %q", got, time.Since(healed), next.id)
 	}
 	for _, c := range cl.cands {
 		if c != old {
