@@ -64,7 +64,7 @@ func deepCopyJSON(v any) any {
 // server, then checks that a valid sample of each kind is accepted and that
 // objects breaking one rule each are rejected by the server.
 func TestInstallAndValidate(t *testing.T) {
-	env := envtest.StartForTest(t, envOptions)
+	env := envtest.StartForTest(t, envtest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	crds := generateCorpus(t)
@@ -185,7 +185,7 @@ func kindOf(crds []*apiextensionsv1.CustomResourceDefinition, gvr schema.GroupVe
 // TestInstallRefusedNames checks that Install reports a CRD whose names the
 // server refuses instead of waiting forever.
 func TestInstallRefusedNames(t *testing.T) {
-	env := envtest.StartForTest(t, envOptions)
+	env := envtest.StartForTest(t, envtest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	crds := generateCorpus(t)
@@ -205,7 +205,3 @@ func TestInstallRefusedNames(t *testing.T) {
 	}
 }
 
-// envOptions works around envtest's kube-apiserver refusing a loopback
-// advertise address with the default endpoint reconciler (reported to the
-// envtest owner; remove once envtest sets it).
-var envOptions = envtest.Options{APIServerFlags: map[string]string{"endpoint-reconciler-type": "none"}}
