@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,15 +27,21 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// poll is how often Install looks at a CRD's conditions and discovery. The
-// API server establishes a CRD in tens of milliseconds.
+// ErrNotEstablished is wrapped when the API server refuses a CRD's names
+// or the CRD is deleted while Install waits for it.
+var ErrNotEstablished = errors.New("crd: CRD not established")
+
+// poll is how often Install looks at discovery once a CRD is Established.
 const poll = 20 * time.Millisecond
 
 // Install creates each CRD, or updates it when it exists, then waits until
-// every one is Established with its names accepted and each served version
-// appears in discovery, or ctx ends.
+// every one is Established and each served version appears in discovery
+// (so clients that discover resources see it at once), or ctx ends.
 func Install(ctx context.Context, cfg *rest.Config, crds ...*apiextensionsv1.CustomResourceDefinition) error {
-	client, err := apiextclient.NewForConfig(cfg)
+	if cfg == nil {
+		return errors.New("installing CRDs: rest.Config is nil")
+	}
+	cs, err := apiextclient.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("installing CRDs: %w", err)
 	}
@@ -41,103 +49,165 @@ func Install(ctx context.Context, cfg *rest.Config, crds ...*apiextensionsv1.Cus
 	if err != nil {
 		return fmt.Errorf("installing CRDs: %w", err)
 	}
-	for _, crd := range crds {
-		if err := apply(ctx, client.CustomResourceDefinitions(), crd); err != nil {
+	client := cs.CustomResourceDefinitions()
+	for _, c := range crds {
+		if err := apply(ctx, client, c); err != nil {
 			return err
 		}
 	}
-	for _, crd := range crds {
-		if err := waitServed(ctx, client.CustomResourceDefinitions(), disc, crd); err != nil {
+	for _, c := range crds {
+		if err := waitEstablished(ctx, client, c.Name); err != nil {
+			return err
+		}
+		if err := waitDiscovered(ctx, disc, c); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func apply(ctx context.Context, c apiextclient.CustomResourceDefinitionInterface, crd *apiextensionsv1.CustomResourceDefinition) error {
-	_, err := c.Create(ctx, crd, metav1.CreateOptions{})
+type crdClient interface {
+	Create(context.Context, *apiextensionsv1.CustomResourceDefinition, metav1.CreateOptions) (*apiextensionsv1.CustomResourceDefinition, error)
+	Update(context.Context, *apiextensionsv1.CustomResourceDefinition, metav1.UpdateOptions) (*apiextensionsv1.CustomResourceDefinition, error)
+	Get(context.Context, string, metav1.GetOptions) (*apiextensionsv1.CustomResourceDefinition, error)
+	Watch(context.Context, metav1.ListOptions) (watch.Interface, error)
+}
+
+func apply(ctx context.Context, client crdClient, c *apiextensionsv1.CustomResourceDefinition) error {
+	_, err := client.Create(ctx, c, metav1.CreateOptions{})
 	if err == nil {
 		return nil
 	}
 	if !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating CRD %s: %w", crd.Name, err)
+		return fmt.Errorf("creating %s: %w", c.Name, err)
 	}
-	// Update on top of the current object; retry on conflicts, which only
-	// mean another writer got there between our get and update.
+	// Update the existing object, retrying on conflicting writers.
 	for {
-		cur, err := c.Get(ctx, crd.Name, metav1.GetOptions{})
+		cur, err := client.Get(ctx, c.Name, metav1.GetOptions{})
 		if err != nil {
-			return fmt.Errorf("getting CRD %s: %w", crd.Name, err)
+			return fmt.Errorf("reading %s: %w", c.Name, err)
 		}
-		upd := crd.DeepCopy()
-		upd.ResourceVersion = cur.ResourceVersion
-		_, err = c.Update(ctx, upd, metav1.UpdateOptions{})
-		if err == nil {
+		next := c.DeepCopy()
+		next.ResourceVersion = cur.ResourceVersion
+		_, err = client.Update(ctx, next, metav1.UpdateOptions{})
+		switch {
+		case err == nil:
 			return nil
-		}
-		if !apierrors.IsConflict(err) {
-			return fmt.Errorf("updating CRD %s: %w", crd.Name, err)
+		case apierrors.IsConflict(err):
+			if ctx.Err() != nil {
+				return fmt.Errorf("updating %s: %w", c.Name, ctx.Err())
+			}
+			continue
+		default:
+			return fmt.Errorf("updating %s: %w", c.Name, err)
 		}
 	}
 }
 
-func waitServed(ctx context.Context, c apiextclient.CustomResourceDefinitionInterface, disc discovery.DiscoveryInterface, crd *apiextensionsv1.CustomResourceDefinition) error {
+// established returns (true, nil) when Established, or an error when the
+// names were refused.
+func established(c *apiextensionsv1.CustomResourceDefinition) (bool, error) {
+	for _, cond := range c.Status.Conditions {
+		switch {
+		case cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue:
+			return true, nil
+		case cond.Type == apiextensionsv1.NamesAccepted && cond.Status == apiextensionsv1.ConditionFalse:
+			return false, fmt.Errorf("%w: %s: names not accepted: %s", ErrNotEstablished, c.Name, cond.Message)
+		}
+	}
+	return false, nil
+}
+
+func waitEstablished(ctx context.Context, client crdClient, name string) error {
+	for {
+		cur, err := client.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", name, err)
+		}
+		if ok, err := established(cur); ok || err != nil {
+			return err
+		}
+		w, err := client.Watch(ctx, metav1.ListOptions{
+			FieldSelector:   fields.OneTermEqualSelector("metadata.name", name).String(),
+			ResourceVersion: cur.ResourceVersion,
+		})
+		if err != nil {
+			return fmt.Errorf("watching %s: %w", name, err)
+		}
+		done, err := watchUntilEstablished(ctx, w, name)
+		w.Stop()
+		if done || err != nil {
+			return err
+		}
+		// The watch closed early: read again and resume.
+	}
+}
+
+func watchUntilEstablished(ctx context.Context, w watch.Interface, name string) (bool, error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("waiting for %s to be established: %w", name, ctx.Err())
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return false, nil
+			}
+			c, isCRD := ev.Object.(*apiextensionsv1.CustomResourceDefinition)
+			if !isCRD {
+				continue
+			}
+			if ev.Type == watch.Deleted {
+				return false, fmt.Errorf("%w: %s was deleted while waiting", ErrNotEstablished, name)
+			}
+			if ok, err := established(c); ok || err != nil {
+				return true, err
+			}
+		}
+	}
+}
+
+// waitDiscovered polls discovery until each served version of crd lists
+// its plural.
+func waitDiscovered(ctx context.Context, disc discovery.DiscoveryInterface, crd *apiextensionsv1.CustomResourceDefinition) error {
 	ticker := time.NewTicker(poll)
 	defer ticker.Stop()
-	var why string
 	for {
-		ok, reason, err := served(ctx, c, disc, crd)
+		missing, err := undiscovered(disc, crd)
 		if err != nil {
 			return err
 		}
-		if ok {
+		if missing == "" {
 			return nil
 		}
-		why = reason
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for CRD %s to be served (%s): %w", crd.Name, why, ctx.Err())
+			return fmt.Errorf("waiting for %s to be in discovery: %w", missing, ctx.Err())
 		case <-ticker.C:
 		}
 	}
 }
 
-// served reports whether crd is established and each served version is in
-// discovery; reason says what is still missing.
-func served(ctx context.Context, c apiextclient.CustomResourceDefinitionInterface, disc discovery.DiscoveryInterface, crd *apiextensionsv1.CustomResourceDefinition) (bool, string, error) {
-	cur, err := c.Get(ctx, crd.Name, metav1.GetOptions{})
-	if err != nil {
-		return false, "", fmt.Errorf("getting CRD %s: %w", crd.Name, err)
-	}
-	var established bool
-	for _, cond := range cur.Status.Conditions {
-		switch {
-		case cond.Type == apiextensionsv1.NamesAccepted && cond.Status == apiextensionsv1.ConditionFalse:
-			return false, "", fmt.Errorf("CRD %s: names not accepted: %s", crd.Name, cond.Message)
-		case cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue:
-			established = true
-		}
-	}
-	if !established {
-		return false, "not yet Established", nil
-	}
-	for _, v := range cur.Spec.Versions {
+// undiscovered returns the first group/version/plural of crd's served
+// versions that discovery does not list yet, or "".
+func undiscovered(disc discovery.DiscoveryInterface, crd *apiextensionsv1.CustomResourceDefinition) (string, error) {
+	for _, v := range crd.Spec.Versions {
 		if !v.Served {
 			continue
 		}
-		gv := cur.Spec.Group + "/" + v.Name
+		gv := crd.Spec.Group + "/" + v.Name
+		want := gv + "/" + crd.Spec.Names.Plural
 		list, err := disc.ServerResourcesForGroupVersion(gv)
-		if err != nil {
-			if apierrors.IsNotFound(err) {
-				return false, gv + " not yet in discovery", nil
-			}
-			return false, "", fmt.Errorf("discovering %s for CRD %s: %w", gv, crd.Name, err)
+		if apierrors.IsNotFound(err) {
+			return want, nil
 		}
-		if !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == cur.Spec.Names.Plural }) {
-			return false, gv + "/" + cur.Spec.Names.Plural + " not yet in discovery", nil
+		if err != nil {
+			return "", fmt.Errorf("discovering %s for CRD %s: %w", gv, crd.Name, err)
+		}
+		if !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == crd.Spec.Names.Plural }) {
+			return want, nil
 		}
 	}
-	return true, "", nil
+	return "", nil
 }
 
 // ReadFiles reads CRDs from YAML or JSON files, or from every .yaml, .yml
