@@ -2,6 +2,7 @@
 //
 //	capstan envtest setup [--print-path] [--controller-manager] [--kubectl]
 //	capstan envtest run [--kubeconfig PATH] [--builtin-controllers]
+//	capstan generate crd|object|rbac paths=./api/... [output=DIR]
 //	capstan version
 //
 // Run `capstan help` for details.
@@ -50,6 +51,10 @@ Usage:
   capstan envtest run [--kubeconfig PATH] [--builtin-controllers]
         Start a local control plane (etcd + kube-apiserver), print a kubeconfig
         and a kubectl example, and run until interrupted; then clean up.
+  capstan generate crd|object|rbac[:options] paths=./api/... [output=DIR]
+        Generate CRDs, DeepCopy code and RBAC roles from Go types with
+        kubebuilder markers; arguments as controller-gen takes them, so
+        Makefiles switch by changing the command name.
   capstan version
         Print capstan's version and the Kubernetes version it targets.
 `
@@ -62,6 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "envtest":
 		return runEnvtest(ctx, args[1:], stdout, stderr)
+	case "generate":
+		return runGenerate(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		return runVersion(stdout)
 	case "help", "-h", "--help":
