@@ -53,6 +53,20 @@ func (clientgoPlain) AddAfter(int, time.Duration) { panic("unused") }
 func (clientgoPlain) AddRateLimited(int)          { panic("unused") }
 func (clientgoPlain) Forget(int)                  { panic("unused") }
 
+// cpuMeter reports the process CPU time per op ("cpu-ns/op") next to wall
+// time. It counts every goroutine (producer, consumers, the queues' own),
+// and is much less disturbed than wall time by other processes on a shared
+// machine.
+type cpuMeter struct{ start time.Duration }
+
+func startCPU() cpuMeter { return cpuMeter{processCPU()} }
+
+func (m cpuMeter) report(b *testing.B) {
+	if d := processCPU() - m.start; d > 0 && b.N > 0 {
+		b.ReportMetric(float64(d.Nanoseconds())/float64(b.N), "cpu-ns/op")
+	}
+}
+
 // consume runs n workers that Get and Done until shutdown, counting items.
 func consume(q benchQueue, n int, processed *atomic.Int64) *sync.WaitGroup {
 	var wg sync.WaitGroup
@@ -85,6 +99,7 @@ func BenchmarkAddGetDone(b *testing.B) {
 					var processed atomic.Int64
 					wg := consume(q, consumers, &processed)
 					b.ReportAllocs()
+					cpu := startCPU()
 					i := 0
 					for b.Loop() {
 						if keys == "unique" {
@@ -99,6 +114,7 @@ func BenchmarkAddGetDone(b *testing.B) {
 						}
 						i++
 					}
+					cpu.report(b)
 					b.StopTimer()
 					q.ShutDown()
 					wg.Wait()
@@ -118,11 +134,13 @@ func BenchmarkAddAfter(b *testing.B) {
 			var processed atomic.Int64
 			wg := consume(q, 1, &processed)
 			b.ReportAllocs()
+			cpu := startCPU()
 			i := 0
 			for b.Loop() {
 				q.AddAfter(i, time.Duration((i*7919)%100_000+1)*10*time.Microsecond)
 				i++
 			}
+			cpu.report(b)
 			b.StopTimer()
 			q.ShutDown()
 			wg.Wait()
@@ -140,6 +158,7 @@ func BenchmarkAddRateLimitedForget(b *testing.B) {
 			var processed atomic.Int64
 			wg := consume(q, 1, &processed)
 			b.ReportAllocs()
+			cpu := startCPU()
 			i := 0
 			for b.Loop() {
 				k := i % 1000
@@ -147,6 +166,7 @@ func BenchmarkAddRateLimitedForget(b *testing.B) {
 				q.Forget(k)
 				i++
 			}
+			cpu.report(b)
 			b.StopTimer()
 			q.ShutDown()
 			wg.Wait()
@@ -161,6 +181,7 @@ func BenchmarkAddEmpty(b *testing.B) {
 		b.Run("impl="+impl.name, func(b *testing.B) {
 			q := impl.plain()
 			b.ReportAllocs()
+			cpu := startCPU()
 			i := 0
 			for b.Loop() {
 				q.Add(i)
@@ -168,6 +189,7 @@ func BenchmarkAddEmpty(b *testing.B) {
 				q.Done(item)
 				i++
 			}
+			cpu.report(b)
 			q.ShutDown()
 		})
 	}
