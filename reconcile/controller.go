@@ -126,14 +126,14 @@ func (o Options) withDefaults() (Options, error) {
 type Controller struct {
 	opts    Options
 	r       Reconciler
-	queue   *workqueue.Queue[Request]
 	log     logr.Logger
 	metrics *controllerMetrics
 
 	mu       sync.Mutex
-	triggers map[Request]Trigger // why each waiting request is queued
+	queue    *workqueue.Queue[Request] // the running Start's queue; nil when not running
+	triggers map[Request]Trigger       // why each waiting request is queued
 	watches  []Watch
-	started  bool
+	running  bool
 
 	stopping atomic.Bool
 }
@@ -147,35 +147,47 @@ func New(r Reconciler, opts Options) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	q, err := workqueue.New(workqueue.Options[Request]{
-		Name:        opts.Name,
-		Clock:       opts.Clock,
-		RateLimiter: opts.RateLimiter,
-		Metrics:     opts.QueueMetrics,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reconcile: controller %q: %w", opts.Name, err)
-	}
-	return &Controller{
+	c := &Controller{
 		opts:     opts,
 		r:        r,
-		queue:    q,
 		log:      opts.Logger.WithValues("controller", opts.Name),
 		metrics:  opts.Metrics.forController(opts.Name, opts.MaxConcurrentReconciles),
 		triggers: make(map[Request]Trigger),
-	}, nil
+	}
+	// Build a queue once now so that bad queue options fail here, not at
+	// Start.
+	if _, err := c.newQueue(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// newQueue creates the queue of one run. Each Start gets a fresh queue, so
+// a controller stopped with its leadership can start again when it leads
+// again. The rate limiter's backoff state carries over between runs.
+func (c *Controller) newQueue() (*workqueue.Queue[Request], error) {
+	q, err := workqueue.New(workqueue.Options[Request]{
+		Name:        c.opts.Name,
+		Clock:       c.opts.Clock,
+		RateLimiter: c.opts.RateLimiter,
+		Metrics:     c.opts.QueueMetrics,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: controller %q: %w", c.opts.Name, err)
+	}
+	return q, nil
 }
 
 // Name is the controller's name.
 func (c *Controller) Name() string { return c.opts.Name }
 
-// Watch adds event sources. Watches added before Start are synced before
-// the workers start; it is an error to add one after Start.
+// Watch adds event sources. They are synced before the workers start; it is
+// an error to add one while the controller runs.
 func (c *Controller) Watch(watches ...Watch) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.started {
-		return fmt.Errorf("reconcile: controller %q: Watch after Start", c.opts.Name)
+	if c.running {
+		return fmt.Errorf("reconcile: controller %q: Watch while running", c.opts.Name)
 	}
 	for _, w := range watches {
 		if w == nil {
@@ -187,20 +199,26 @@ func (c *Controller) Watch(watches ...Watch) error {
 }
 
 // Enqueue queues req for reconciliation with TriggerManual, as an event
-// would. Safe to call at any time; ignored once the controller stops.
+// would. Safe to call at any time; ignored while the controller is not
+// running.
 func (c *Controller) Enqueue(req Request) { c.enqueue(req, TriggerManual) }
 
 // enqueue records why req is queued and queues it: at PriorityInitialList
 // when the initial list is the only reason, else at priority 0.
 func (c *Controller) enqueue(req Request, t Trigger) {
 	c.mu.Lock()
+	q := c.queue
+	if q == nil {
+		c.mu.Unlock()
+		return
+	}
 	c.triggers[req] |= t
 	c.mu.Unlock()
 	prio := 0
 	if t == TriggerInitialList {
 		prio = PriorityInitialList
 	}
-	c.queue.AddWithOptions(req, workqueue.AddOptions{Priority: prio})
+	q.AddWithOptions(req, workqueue.AddOptions{Priority: prio})
 }
 
 func (c *Controller) addTrigger(req Request, t Trigger) {
@@ -225,17 +243,32 @@ func (c *Controller) takeTrigger(req Request) Trigger {
 
 // Start registers the watches, waits until their informers have synced,
 // runs the workers until ctx ends, then shuts down gracefully. It returns
-// nil after a clean shutdown, or the error that prevented the start.
+// nil after a clean shutdown, or the error that prevented the start. A
+// controller may be started again after Start returned (a Manager does so
+// when it regains leadership); requests are then reconciled afresh from the
+// informers' current contents.
 func (c *Controller) Start(ctx context.Context) error {
-	c.mu.Lock()
-	if c.started {
-		c.mu.Unlock()
-		return fmt.Errorf("reconcile: controller %q: already started", c.opts.Name)
+	q, err := c.newQueue()
+	if err != nil {
+		return err
 	}
-	c.started = true
+	c.mu.Lock()
+	if c.running {
+		c.mu.Unlock()
+		return fmt.Errorf("reconcile: controller %q: already running", c.opts.Name)
+	}
+	c.running = true
+	c.queue = q
+	c.triggers = make(map[Request]Trigger)
 	watches := c.watches
 	c.mu.Unlock()
-	defer c.queue.ShutDown()
+	c.stopping.Store(false)
+	defer func() {
+		q.ShutDown()
+		c.mu.Lock()
+		c.queue, c.running = nil, false
+		c.mu.Unlock()
+	}()
 
 	if err := c.resolveOwners(watches); err != nil {
 		return fmt.Errorf("reconcile: controller %q: %w", c.opts.Name, err)
@@ -259,13 +292,13 @@ func (c *Controller) Start(ctx context.Context) error {
 	defer cancelWork()
 	var wg sync.WaitGroup
 	for range c.opts.MaxConcurrentReconciles {
-		wg.Go(func() { c.worker(workCtx) })
+		wg.Go(func() { c.worker(workCtx, q) })
 	}
 	<-ctx.Done()
 
 	c.log.V(1).Info("stopping workers")
 	c.stopping.Store(true)
-	c.queue.ShutDown()
+	q.ShutDown()
 	finished := make(chan struct{})
 	go func() { wg.Wait(); close(finished) }()
 	grace := c.opts.Clock.NewTimer(c.opts.ShutdownGracePeriod)
@@ -295,24 +328,24 @@ func (c *Controller) waitSynced(ctx context.Context, synced []<-chan struct{}) e
 	return nil
 }
 
-func (c *Controller) worker(ctx context.Context) {
+func (c *Controller) worker(ctx context.Context, q *workqueue.Queue[Request]) {
 	for {
-		req, shutdown := c.queue.Get()
+		req, shutdown := q.Get()
 		if shutdown {
 			return
 		}
 		if c.stopping.Load() {
 			// Shutting down: finish what is in flight, start nothing new.
-			c.queue.Done(req)
+			q.Done(req)
 			continue
 		}
-		c.process(ctx, req)
+		c.process(ctx, q, req)
 	}
 }
 
 // process runs one reconcile and decides what comes next for req.
-func (c *Controller) process(ctx context.Context, req Request) {
-	defer c.queue.Done(req)
+func (c *Controller) process(ctx context.Context, q *workqueue.Queue[Request], req Request) {
+	defer q.Done(req)
 	trig := c.takeTrigger(req)
 	log := c.log.WithValues("namespace", req.Namespace, "name", req.Name, "reconcileID", newReconcileID())
 	ctx = logr.NewContext(context.WithValue(ctx, triggerKey{}, trig), log)
@@ -336,10 +369,10 @@ func (c *Controller) process(ctx context.Context, req Request) {
 
 	switch {
 	case err == nil:
-		c.queue.Forget(req)
+		q.Forget(req)
 		if d, ok := res.After(); ok {
 			c.addTrigger(req, TriggerRequeue)
-			c.queue.AddAfter(req, d)
+			q.AddAfter(req, d)
 			if m != nil {
 				m.requeueAfter.Inc()
 			}
@@ -348,7 +381,7 @@ func (c *Controller) process(ctx context.Context, req Request) {
 		}
 		log.V(2).Info("reconciled", "trigger", trig, "result", res)
 	case IsTerminal(err):
-		c.queue.Forget(req)
+		q.Forget(req)
 		if m != nil {
 			m.errored.Inc()
 			m.errors.Inc()
@@ -357,7 +390,7 @@ func (c *Controller) process(ctx context.Context, req Request) {
 		log.Error(err, "reconcile failed with a terminal error, not retrying", "trigger", trig)
 	default:
 		c.addTrigger(req, TriggerRequeue)
-		c.queue.AddRateLimited(req)
+		q.AddRateLimited(req)
 		if m != nil {
 			m.errored.Inc()
 			m.errors.Inc()
@@ -368,7 +401,7 @@ func (c *Controller) process(ctx context.Context, req Request) {
 			log.V(1).Info("conflict, requeueing", "trigger", trig, "error", err.Error())
 			return
 		}
-		log.Error(err, "reconcile failed, requeueing with backoff", "trigger", trig, "requeues", c.queue.NumRequeues(req))
+		log.Error(err, "reconcile failed, requeueing with backoff", "trigger", trig, "requeues", q.NumRequeues(req))
 	}
 }
 

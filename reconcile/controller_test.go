@@ -566,3 +566,49 @@ func TestOptionsAndMisuse(t *testing.T) {
 		t.Errorf("String: got %q", spec.String())
 	}
 }
+
+// TestRestartAfterStop: a controller stopped (as on losing leadership)
+// starts again and reconciles the informer's current contents.
+func TestRestartAfterStop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := informertest.NewSource[*corev1.ConfigMap](informertest.Options{})
+		if _, err := src.Create(cm("ns", "a")); err != nil {
+			t.Fatal(err)
+		}
+		inf, err := informer.New[*corev1.ConfigMap](src, informer.Options[*corev1.ConfigMap]{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		infCtx, stopInf := context.WithCancel(context.Background())
+		defer stopInf()
+		go func() { _ = inf.Run(infCtx) }()
+		r := &recorder{}
+		ctrl, err := reconcile.New(r, reconcile.Options{Name: "restart"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ctrl.Watch(reconcile.For[*corev1.ConfigMap]().From(inf)); err != nil {
+			t.Fatal(err)
+		}
+		for run := 1; run <= 2; run++ {
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- ctrl.Start(ctx) }()
+			synctest.Wait()
+			if got := len(r.callsFor(req("ns", "a"))); got != run {
+				t.Errorf("run %d: got %d calls of a, want %d", run, got, run)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("run %d: %v", run, err)
+			}
+			// Between runs nothing is reconciled.
+			ctrl.Enqueue(req("ns", "between"))
+		}
+		if got := len(r.callsFor(req("ns", "between"))); got != 0 {
+			t.Errorf("between runs: got %d calls, want 0", got)
+		}
+		stopInf()
+		synctest.Wait()
+	})
+}
