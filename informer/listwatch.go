@@ -62,6 +62,7 @@ func (o ListWatchOptions) apply(opts metav1.ListOptions) metav1.ListOptions {
 // ListWatch is a [ListerWatcher] made of two functions. Build it with
 // [NewListWatch], [NewDynamicListWatch] or [NewMetadataListWatch].
 type ListWatch[T Object] struct {
+	name  string
 	list  func(context.Context, metav1.ListOptions) (*Page[T], error)
 	watch func(context.Context, metav1.ListOptions) (watch.Interface, error)
 	opts  ListWatchOptions
@@ -73,6 +74,11 @@ var _ ListerWatcher[Object] = (*ListWatch[Object])(nil)
 func (lw *ListWatch[T]) List(ctx context.Context, opts metav1.ListOptions) (*Page[T], error) {
 	return lw.list(ctx, lw.opts.apply(opts))
 }
+
+// Name describes what is listed, for example "widgets.v1.example.com" or
+// "configmaps.v1./team-a"; "" for a ListWatch from [NewListWatch].
+// Informers use it as their default name.
+func (lw *ListWatch[T]) Name() string { return lw.name }
 
 // Watch starts a watch.
 func (lw *ListWatch[T]) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
@@ -136,6 +142,7 @@ func NewDynamicListWatch(c dynamic.Interface, gvr schema.GroupVersionResource, n
 		ri = c.Resource(gvr).Namespace(namespace)
 	}
 	return &ListWatch[*unstructured.Unstructured]{
+		name: lwName(gvr, namespace),
 		list: func(ctx context.Context, o metav1.ListOptions) (*Page[*unstructured.Unstructured], error) {
 			l, err := ri.List(ctx, o)
 			if err != nil {
@@ -165,6 +172,7 @@ func NewMetadataListWatch(c metadata.Interface, gvr schema.GroupVersionResource,
 		ri = c.Resource(gvr).Namespace(namespace)
 	}
 	return &ListWatch[*metav1.PartialObjectMetadata]{
+		name: lwName(gvr, namespace) + "(metadata)",
 		list: func(ctx context.Context, o metav1.ListOptions) (*Page[*metav1.PartialObjectMetadata], error) {
 			l, err := ri.List(ctx, o)
 			if err != nil {
@@ -180,4 +188,15 @@ func NewMetadataListWatch(c metadata.Interface, gvr schema.GroupVersionResource,
 		watch: ri.Watch,
 		opts:  opts,
 	}
+}
+
+func lwName(gvr schema.GroupVersionResource, namespace string) string {
+	name := gvr.Resource + "." + gvr.Version
+	if gvr.Group != "" {
+		name += "." + gvr.Group
+	}
+	if namespace != "" {
+		name += "/" + namespace
+	}
+	return name
 }

@@ -202,8 +202,8 @@ func (r *Reflector[T]) sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func notServed(err error) error {
-	return fmt.Errorf("%w: %w", ErrNotServed, err)
+func (r *Reflector[T]) notServed(err error) error {
+	return fmt.Errorf("%w: %s: %w", ErrNotServed, r.opts.Name, err)
 }
 
 func isExpired(err error) bool {
@@ -300,7 +300,7 @@ func (r *Reflector[T]) list(ctx context.Context) error {
 		switch {
 		case err == nil:
 		case apierrors.IsNotFound(err):
-			return notServed(err)
+			return r.notServed(err)
 		case (isExpired(err) || isTooLargeRV(err)) && attempt == 0:
 			r.mu.Lock()
 			r.rvUnavailable = true
@@ -371,7 +371,7 @@ func (r *Reflector[T]) watchList(ctx context.Context) (watch.Interface, error) {
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
 		case apierrors.IsNotFound(err):
-			return nil, notServed(err)
+			return nil, r.notServed(err)
 		case (isExpired(err) || isTooLargeRV(err)) && attempt == 0:
 			r.mu.Lock()
 			r.rvUnavailable = true
@@ -453,7 +453,7 @@ func (r *Reflector[T]) watch(ctx context.Context, w watch.Interface) error {
 			case ctx.Err() != nil:
 				return nil
 			case apierrors.IsNotFound(err):
-				return notServed(err)
+				return r.notServed(err)
 			case isRetriable(err):
 				r.log.V(1).Info("Watch failed; backing off", "err", err.Error())
 				if !r.sleep(ctx, b.next(start)) {

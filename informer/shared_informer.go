@@ -29,8 +29,9 @@ const defaultResyncCheckPeriod = time.Second
 
 // Options configures [New]. The zero value is valid.
 type Options[T Object] struct {
-	// Name identifies the informer in logs and metrics; default the Go type
-	// of T (for example "*v1.ConfigMap").
+	// Name identifies the informer in logs, errors and metrics; default the
+	// ListerWatcher's Name() if it has one (see [ListWatch.Name]), else the
+	// Go type of T (for example "*v1.ConfigMap").
 	Name string
 	// Logger receives logs; default logr.Discard().
 	Logger logr.Logger
@@ -141,6 +142,9 @@ type SharedInformer[T Object] struct {
 func New[T Object](lw ListerWatcher[T], opts Options[T]) (*SharedInformer[T], error) {
 	if lw == nil {
 		return nil, errors.New("informer: New: ListerWatcher is nil")
+	}
+	if n, ok := lw.(interface{ Name() string }); ok && opts.Name == "" {
+		opts.Name = n.Name()
 	}
 	if err := opts.defaults(); err != nil {
 		return nil, err
