@@ -18,6 +18,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/clock"
 
+	"github.com/capstan-io/capstan/informer"
 	"github.com/capstan-io/capstan/workqueue"
 )
 
@@ -65,6 +66,10 @@ type Options struct {
 	// Clock is the source of time for the queue and durations. Default: the
 	// real clock.
 	Clock clock.WithTicker
+
+	// Informers provides the shared informers of watches built without
+	// From. A Manager sets it to its factory.
+	Informers *informer.Factory
 
 	// Scheme maps Go types to group/version/kinds, for Owns. Default:
 	// client-go's scheme of built-in types.
@@ -134,6 +139,7 @@ type Controller struct {
 	triggers map[Request]Trigger       // why each waiting request is queued
 	watches  []Watch
 	running  bool
+	started  chan struct{} // closed when this (or the next) run's workers start
 
 	stopping atomic.Bool
 }
@@ -153,12 +159,15 @@ func New(r Reconciler, opts Options) (*Controller, error) {
 		log:      opts.Logger.WithValues("controller", opts.Name),
 		metrics:  opts.Metrics.forController(opts.Name, opts.MaxConcurrentReconciles),
 		triggers: make(map[Request]Trigger),
+		started:  make(chan struct{}),
 	}
 	// Build a queue once now so that bad queue options fail here, not at
 	// Start.
-	if _, err := c.newQueue(); err != nil {
+	q, err := c.newQueue()
+	if err != nil {
 		return nil, err
 	}
+	q.ShutDown()
 	return c, nil
 }
 
@@ -196,6 +205,14 @@ func (c *Controller) Watch(watches ...Watch) error {
 	}
 	c.watches = append(c.watches, watches...)
 	return nil
+}
+
+// Started is closed once the current (or, when not running, the next) run
+// has synced its watches and started its workers.
+func (c *Controller) Started() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.started
 }
 
 // Enqueue queues req for reconciliation with TriggerManual, as an event
@@ -263,10 +280,16 @@ func (c *Controller) Start(ctx context.Context) error {
 	watches := c.watches
 	c.mu.Unlock()
 	c.stopping.Store(false)
+	started := c.started
 	defer func() {
 		q.ShutDown()
 		c.mu.Lock()
 		c.queue, c.running = nil, false
+		select {
+		case <-c.started: // this run got going: the next run signals anew
+			c.started = make(chan struct{})
+		default:
+		}
 		c.mu.Unlock()
 	}()
 
@@ -285,6 +308,9 @@ func (c *Controller) Start(ctx context.Context) error {
 	if err := c.waitSynced(ctx, synced); err != nil {
 		return err
 	}
+	if ctx.Err() != nil {
+		return nil
+	}
 	c.log.V(1).Info("starting workers", "workers", c.opts.MaxConcurrentReconciles)
 
 	// Reconciles run on a context that outlives ctx by the grace period.
@@ -294,6 +320,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	for range c.opts.MaxConcurrentReconciles {
 		wg.Go(func() { c.worker(workCtx, q) })
 	}
+	close(started)
 	<-ctx.Done()
 
 	c.log.V(1).Info("stopping workers")

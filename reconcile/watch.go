@@ -56,8 +56,9 @@ func Watches[T informer.Object](fn MapFunc[T], preds ...Predicate[T]) *WatchSpec
 	return &WatchSpec[T]{kind: TriggerWatched, mapFn: fn, preds: preds}
 }
 
-// From sets the informer the watch reads. Watches built through a Manager
-// get the Manager's shared informer for T when From is not called.
+// From sets the informer the watch reads. Without it the watch uses the
+// shared informer for T, in every namespace, from the controller's
+// Options.Informers (set by a Manager).
 func (w *WatchSpec[T]) From(inf *informer.SharedInformer[T]) *WatchSpec[T] {
 	w.inf = inf
 	return w
@@ -84,8 +85,15 @@ func (w *WatchSpec[T]) String() string {
 }
 
 func (w *WatchSpec[T]) start(ctx context.Context, c *Controller) (<-chan struct{}, func(), error) {
-	if w.inf == nil {
-		return nil, nil, errors.New("no informer: call From(informer), or build the controller through a Manager")
+	inf := w.inf
+	if inf == nil {
+		if c.opts.Informers == nil {
+			return nil, nil, errors.New("no informer: call From(informer), set Options.Informers, or build the controller through a Manager")
+		}
+		var err error
+		if inf, err = informer.For[T](c.opts.Informers, informer.Scope{}); err != nil {
+			return nil, nil, err
+		}
 	}
 	var mapFn func(ctx context.Context, obj T) []Request
 	switch w.kind {
@@ -105,12 +113,12 @@ func (w *WatchSpec[T]) start(ctx context.Context, c *Controller) (<-chan struct{
 		mapFn = w.mapFn
 	}
 	h := &eventHandler[T]{ctx: ctx, c: c, kind: w.kind, mapFn: mapFn, preds: w.preds}
-	reg, err := w.inf.AddHandler(h, informer.HandlerOptions{Name: c.opts.Name + "/" + w.String()})
+	reg, err := inf.AddHandler(h, informer.HandlerOptions{Name: c.opts.Name + "/" + w.String()})
 	if err != nil {
 		return nil, nil, err
 	}
 	stop := func() {
-		if err := w.inf.RemoveHandler(reg); err != nil && !errors.Is(err, informer.ErrStopped) {
+		if err := inf.RemoveHandler(reg); err != nil && !errors.Is(err, informer.ErrStopped) {
 			c.log.Error(err, "removing handler", "watch", w.String())
 		}
 	}
