@@ -52,6 +52,10 @@ type Delta[T Object] struct {
 	FinalStateUnknown bool
 }
 
+// shrinkAbove: a drained queue or map that grew beyond this many entries is
+// replaced by an empty one, returning a relist's memory.
+const shrinkAbove = 1024
+
 // ErrRequeue, returned (possibly wrapped) by a [PopFunc], puts the popped
 // deltas back into the queue, ahead of any deltas for the same key that
 // arrived meanwhile.
@@ -118,6 +122,9 @@ type DeltaFIFO[T Object] struct {
 	// queue holds keys in first-arrival order, from head onward. Guarded by mu.
 	queue []string
 	head  int
+	// itemsPeak is the most keys items has held since it was last
+	// replaced. Guarded by mu.
+	itemsPeak int
 	// populated: something was added or a Replace happened. initialCount:
 	// items of the first Replace still to pop. Guarded by mu.
 	populated    bool
@@ -240,6 +247,7 @@ func (f *DeltaFIFO[T]) queueLocked(key string, d Delta[T], transform bool) error
 	if !queued {
 		f.queue = append(f.queue, key)
 		f.items[key] = deltas
+		f.itemsPeak = max(f.itemsPeak, len(f.items))
 		f.wake()
 		return nil
 	}
@@ -366,6 +374,11 @@ func (f *DeltaFIFO[T]) Pop(ctx context.Context, process PopFunc[T]) error {
 	f.head++
 	if f.head == len(f.queue) {
 		f.queue, f.head = f.queue[:0], 0
+		if cap(f.queue) > shrinkAbove {
+			// A burst (a relist) grew the queue; Go maps and slices never
+			// shrink, so let the burst's memory go once it is drained.
+			f.queue = nil
+		}
 	} else {
 		if f.head > 1024 && f.head*2 >= len(f.queue) {
 			n := copy(f.queue, f.queue[f.head:])
@@ -380,6 +393,9 @@ func (f *DeltaFIFO[T]) Pop(ctx context.Context, process PopFunc[T]) error {
 	}
 	deltas := f.items[key]
 	delete(f.items, key)
+	if len(f.items) == 0 && f.itemsPeak > shrinkAbove {
+		f.items, f.itemsPeak = map[string][]Delta[T]{}, 0
+	}
 	err := process(key, deltas, isInInitialList)
 	if err != nil && errors.Is(err, ErrRequeue) {
 		f.requeueLocked(key, deltas)
@@ -391,6 +407,7 @@ func (f *DeltaFIFO[T]) requeueLocked(key string, deltas []Delta[T]) {
 	newer, queued := f.items[key]
 	if !queued {
 		f.items[key] = deltas
+		f.itemsPeak = max(f.itemsPeak, len(f.items))
 		f.queue = append(f.queue, key)
 		f.wake()
 		return

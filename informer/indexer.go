@@ -57,6 +57,14 @@ type Indexer[T Object] struct {
 	// set of keys whose object has value under index name.
 	indexers map[string]IndexFunc[T]
 	indices  map[string]map[string]map[string]struct{}
+	// order lists the indexes for the write path, which iterates a slice
+	// rather than a map (map iteration costs a random seed each time).
+	order []namedIndex[T]
+}
+
+type namedIndex[T Object] struct {
+	fn  IndexFunc[T]
+	idx map[string]map[string]struct{}
 }
 
 var _ Reader[Object] = (*Indexer[Object])(nil)
@@ -71,10 +79,12 @@ type IndexerOptions[T Object] struct {
 // NewIndexer returns an empty Indexer with the namespace index and the
 // index functions in opts.
 func NewIndexer[T Object](opts IndexerOptions[T]) (*Indexer[T], error) {
+	nsIdx := map[string]map[string]struct{}{}
 	x := &Indexer[T]{
 		items:    map[string]T{},
 		indexers: map[string]IndexFunc[T]{NamespaceIndex: namespaceIndexFunc[T]},
-		indices:  map[string]map[string]map[string]struct{}{NamespaceIndex: {}},
+		indices:  map[string]map[string]map[string]struct{}{NamespaceIndex: nsIdx},
+		order:    []namedIndex[T]{{fn: namespaceIndexFunc[T], idx: nsIdx}},
 	}
 	if err := x.AddIndexers(opts.Indexers); err != nil {
 		return nil, fmt.Errorf("informer: IndexerOptions.Indexers: %w", err)
@@ -103,6 +113,7 @@ func (x *Indexer[T]) AddIndexers(indexers Indexers[T]) error {
 		x.indexers[name] = fn
 		idx := map[string]map[string]struct{}{}
 		x.indices[name] = idx
+		x.order = append(x.order, namedIndex[T]{fn: fn, idx: idx})
 		for key, obj := range x.items {
 			for _, v := range fn(obj) {
 				addToIndex(idx, v, key)
@@ -195,8 +206,8 @@ func (x *Indexer[T]) Set(key string, obj T) (old T, existed bool) {
 func (x *Indexer[T]) setLocked(key string, obj T) (old T, existed bool) {
 	old, existed = x.items[key]
 	x.items[key] = obj
-	for name, fn := range x.indexers {
-		idx := x.indices[name]
+	for _, ni := range x.order {
+		fn, idx := ni.fn, ni.idx
 		var oldVals []string
 		if existed {
 			oldVals = fn(old)
@@ -228,9 +239,9 @@ func (x *Indexer[T]) deleteLocked(key string) (old T, existed bool) {
 		return old, false
 	}
 	delete(x.items, key)
-	for name, fn := range x.indexers {
-		for _, v := range fn(old) {
-			removeFromIndex(x.indices[name], v, key)
+	for _, ni := range x.order {
+		for _, v := range ni.fn(old) {
+			removeFromIndex(ni.idx, v, key)
 		}
 	}
 	return old, true
@@ -245,6 +256,7 @@ func (x *Indexer[T]) Replace(objs []T) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.items = items
+	x.order = x.order[:0]
 	for name, fn := range x.indexers {
 		idx := map[string]map[string]struct{}{}
 		for key, obj := range items {
@@ -253,6 +265,7 @@ func (x *Indexer[T]) Replace(objs []T) {
 			}
 		}
 		x.indices[name] = idx
+		x.order = append(x.order, namedIndex[T]{fn: fn, idx: idx})
 	}
 }
 

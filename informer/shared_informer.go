@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -133,9 +132,6 @@ type SharedInformer[T Object] struct {
 	appliedRV string
 	rvWait    chan struct{} // closed and cleared when appliedRV advances
 
-	// bytes is the approximate encoded size of the cache; process is its
-	// only writer.
-	bytes atomic.Int64
 }
 
 // New returns an informer fed by lw. Run starts it.
@@ -261,10 +257,29 @@ func (s *SharedInformer[T]) Err() error {
 // Len returns the number of cached objects.
 func (s *SharedInformer[T]) Len() int { return s.indexer.Len() }
 
-// ApproxBytes returns the approximate encoded size of the cached objects
-// (protobuf size for built-in types; an estimate of the JSON size for
-// unstructured objects; 0 for types with neither).
-func (s *SharedInformer[T]) ApproxBytes() int64 { return s.bytes.Load() }
+// ApproxBytes estimates the encoded size of the cached objects: the
+// protobuf size for built-in types, an estimate of the JSON size for
+// unstructured objects, 0 for types with neither. It measures a sample of
+// at most 512 objects and scales by the count, so it costs the same at any
+// cache size and nothing on the event path.
+func (s *SharedInformer[T]) ApproxBytes() int64 {
+	const sample = 512
+	x := s.indexer
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	n, total := 0, 0
+	for _, obj := range x.items {
+		if n == sample {
+			break
+		}
+		total += approxSize(obj)
+		n++
+	}
+	if n == 0 {
+		return 0
+	}
+	return int64(total) * int64(len(x.items)) / int64(n)
+}
 
 // WaitForSync waits until the cache has synced, ctx ends, or the informer
 // stops; it returns nil only in the first case.
@@ -454,15 +469,11 @@ func (s *SharedInformer[T]) process(key string, deltas []Delta[T], isInInitialLi
 	for _, d := range deltas {
 		switch d.Type {
 		case Deleted:
-			if old, existed := s.indexer.Delete(key); existed {
-				s.bytes.Add(-int64(approxSize(old)))
-			}
+			s.indexer.Delete(key)
 			s.distribute(notification[T]{kind: notifyDelete, obj: d.Object, flag: d.FinalStateUnknown}, false)
 		default:
 			old, existed := s.indexer.Set(key, d.Object)
-			s.bytes.Add(int64(approxSize(d.Object)))
 			if existed {
-				s.bytes.Add(-int64(approxSize(old)))
 				isSync := old.GetResourceVersion() == d.Object.GetResourceVersion()
 				s.distribute(notification[T]{kind: notifyUpdate, old: old, obj: d.Object}, isSync)
 			} else {
