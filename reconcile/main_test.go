@@ -23,7 +23,7 @@ var (
 
 // sharedEnv returns the package's envtest environment, starting it if
 // needed.
-func sharedEnv(t *testing.T) *envtest.Environment {
+func sharedEnv(t testing.TB) *envtest.Environment {
 	t.Helper()
 	envOnce.Do(func() { env, envErr = envtest.Start(context.Background(), envtest.Options{}) })
 	if envErr != nil {
