@@ -20,6 +20,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/capstan-io/capstan/informer"
 	"github.com/capstan-io/capstan/leaderelection"
@@ -145,6 +146,8 @@ type Manager struct {
 	names    map[string]bool // controller names, unique per manager
 	synced   chan struct{}   // closed when caches synced and runnables launched
 	addrs    map[string]string
+
+	events record.EventBroadcaster // created by the first EventRecorder call
 
 	// leaderFail fails the running Start; set by Start before the elector
 	// runs, read by OnStartedLeading.
@@ -436,6 +439,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 
 	<-ctx.Done()
+	defer m.shutdownEvents()
 	m.log.Info("shutting down", "timeout", m.opts.GracefulShutdownTimeout)
 	finished := make(chan struct{})
 	go func() { wg.Wait(); close(finished) }()

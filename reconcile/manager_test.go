@@ -448,3 +448,39 @@ func TestManagerMisuse(t *testing.T) {
 		t.Error("second Start: got no error")
 	}
 }
+
+// TestManagerEventRecorder: an event recorded through the Manager reaches
+// the API server, attributed to the component.
+func TestManagerEventRecorder(t *testing.T) {
+	admin, err := kubernetes.NewForConfig(sharedEnv(t).Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := newNamespace(t, admin)
+	mgr, err := reconcile.NewManager(reconcile.ManagerOptions{Config: sharedEnv(t).Config()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := mgr.EventRecorder("widget-controller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	startManager(t, mgr)
+	cm, err := admin.CoreV1().ConfigMaps(ns).Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "subject"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Event(cm, corev1.EventTypeNormal, "Synced", "all good")
+	eventually(t, "event recorded", func() (bool, error) {
+		list, err := admin.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, e := range list.Items {
+			if e.Reason == "Synced" && e.InvolvedObject.Name == "subject" && e.Source.Component == "widget-controller" {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
