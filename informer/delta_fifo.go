@@ -273,13 +273,32 @@ func appendDelta[T Object](deltas []Delta[T], d Delta[T]) []Delta[T] {
 func (f *DeltaFIFO[T]) Replace(list []T, resourceVersion string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	listed := make(map[string]struct{}, len(list))
+	var knownKeys []string
+	if f.known != nil {
+		knownKeys = f.known.ListKeys()
+	}
+	// Deletions are inferred from keys queued or known; with neither (the
+	// first list), the listed set is not needed.
+	var listed map[string]struct{}
+	if len(f.items) > 0 || len(knownKeys) > 0 {
+		listed = make(map[string]struct{}, len(list))
+	}
 	for _, obj := range list {
 		key := KeyOf(obj)
-		listed[key] = struct{}{}
+		if listed != nil {
+			listed[key] = struct{}{}
+		}
 		if err := f.queueLocked(key, Delta[T]{Type: Replaced, Object: obj}, true); err != nil {
 			return err
 		}
+	}
+	if listed == nil {
+		if !f.populated {
+			f.populated = true
+			f.initialCount = len(f.queue) - f.head
+			f.checkSyncedLocked()
+		}
+		return nil
 	}
 	deletions := 0
 	// Keys queued but not listed, in queue order.
@@ -293,7 +312,7 @@ func (f *DeltaFIFO[T]) Replace(list []T, resourceVersion string) error {
 		deletions++
 	}
 	if f.known != nil {
-		for _, key := range f.known.ListKeys() {
+		for _, key := range knownKeys {
 			if _, ok := listed[key]; ok {
 				continue
 			}

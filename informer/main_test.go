@@ -20,7 +20,7 @@ var (
 
 // env returns the package's shared control plane, started on first use and
 // stopped by TestMain. Tests that restart it must leave it running.
-func env(t *testing.T) *envtest.Environment {
+func env(t testing.TB) *envtest.Environment {
 	t.Helper()
 	sharedEnvOnce.Do(func() {
 		sharedEnv, sharedEnvErr = envtest.Start(context.Background(), envtest.Options{})

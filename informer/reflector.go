@@ -346,15 +346,10 @@ func (r *Reflector[T]) watchList(ctx context.Context) (watch.Interface, error) {
 			TimeoutSeconds:       r.watchTimeout(),
 		})
 		if err == nil {
-			var items map[string]T
+			var list []T
 			var listRV string
-			items, listRV, err = r.collectInitial(ctx, w)
+			list, listRV, err = r.collectInitial(ctx, w)
 			if err == nil {
-				list := make([]T, 0, len(items))
-				for _, o := range items {
-					list = append(list, o)
-				}
-				clear(items)
 				if err := r.store.Replace(list, listRV); err != nil {
 					w.Stop()
 					return nil, fmt.Errorf("replace: %w", err)
@@ -392,8 +387,14 @@ func (r *Reflector[T]) watchList(ctx context.Context) (watch.Interface, error) {
 // errWatchEnded: the stream of initial events ended before its bookmark.
 var errWatchEnded = errors.New("watch ended before the end of the initial events")
 
-func (r *Reflector[T]) collectInitial(ctx context.Context, w watch.Interface) (map[string]T, string, error) {
-	items := map[string]T{}
+// collectInitial reads a streaming list up to the bookmark that ends it.
+// The API server sends only Added events before that bookmark; should
+// anything else arrive, the items are re-keyed so the last event per
+// object wins.
+func (r *Reflector[T]) collectInitial(ctx context.Context, w watch.Interface) ([]T, string, error) {
+	var items []T
+	var byKey map[string]int // built only if a non-Added event arrives
+	var deleted map[int]bool // indexes in items of objects deleted since
 	for {
 		select {
 		case <-ctx.Done():
@@ -411,12 +412,46 @@ func (r *Reflector[T]) collectInitial(ctx context.Context, w watch.Interface) (m
 				continue
 			}
 			switch ev.Type {
-			case watch.Added, watch.Modified:
-				items[KeyOf(obj)] = obj
-			case watch.Deleted:
-				delete(items, KeyOf(obj))
+			case watch.Added:
+				if byKey == nil {
+					items = append(items, obj)
+					continue
+				}
+				fallthrough
+			case watch.Modified, watch.Deleted:
+				if byKey == nil {
+					byKey = make(map[string]int, len(items))
+					for i, o := range items {
+						byKey[KeyOf(o)] = i
+					}
+				}
+				key := KeyOf(obj)
+				i, seen := byKey[key]
+				switch {
+				case ev.Type == watch.Deleted && seen:
+					if deleted == nil {
+						deleted = map[int]bool{}
+					}
+					deleted[i] = true
+					delete(byKey, key)
+				case ev.Type == watch.Deleted:
+				case seen:
+					items[i] = obj
+				default:
+					byKey[key] = len(items)
+					items = append(items, obj)
+				}
 			case watch.Bookmark:
 				if obj.GetAnnotations()[metav1.InitialEventsAnnotationKey] == "true" {
+					if len(deleted) > 0 {
+						kept := items[:0]
+						for i, o := range items {
+							if !deleted[i] {
+								kept = append(kept, o)
+							}
+						}
+						items = kept
+					}
 					return items, obj.GetResourceVersion(), nil
 				}
 			}

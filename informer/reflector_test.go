@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/capstan-io/capstan/informer"
 	"github.com/capstan-io/capstan/informer/informertest"
@@ -349,4 +350,58 @@ func TestNewReflectorValidates(t *testing.T) {
 			}
 		})
 	}
+}
+
+// scriptedLW serves one scripted streaming list, then watches that stay
+// open with no events.
+type scriptedLW struct {
+	events []watch.Event
+	mu     sync.Mutex
+	served bool
+}
+
+func (s *scriptedLW) List(context.Context, metav1.ListOptions) (*informer.Page[*corev1.ConfigMap], error) {
+	return nil, errors.New("scriptedLW: no lists")
+}
+
+func (s *scriptedLW) Watch(ctx context.Context, _ metav1.ListOptions) (watch.Interface, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := watch.NewFakeWithChanSize(len(s.events), false)
+	if !s.served {
+		s.served = true
+		for _, ev := range s.events {
+			w.Action(ev.Type, ev.Object)
+		}
+	}
+	return w, nil
+}
+
+func TestReflectorStreamingListWithChangesBeforeBookmark(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rv := func(o *corev1.ConfigMap, v string) *corev1.ConfigMap { o.ResourceVersion = v; return o }
+		end := rv(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{metav1.InitialEventsAnnotationKey: "true"}}}, "9")
+		lw := &scriptedLW{events: []watch.Event{
+			{Type: watch.Added, Object: rv(newCM("a"), "1")},
+			{Type: watch.Added, Object: rv(newCM("b"), "2")},
+			{Type: watch.Modified, Object: rv(newCM("a"), "3")},
+			{Type: watch.Deleted, Object: rv(newCM("b"), "4")},
+			{Type: watch.Added, Object: rv(newCM("c"), "5")},
+			{Type: watch.Bookmark, Object: end},
+		}}
+		rec := &recorder{}
+		r, err := informer.NewReflector[*corev1.ConfigMap](lw, rec, informer.ReflectorOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- r.Run(ctx) }()
+		synctest.Wait()
+		cancel()
+		<-done
+		if got, want := rec.take(), []string{"Replace [a c]@9"}; !slices.Equal(got, want) {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	})
 }
