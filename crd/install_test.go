@@ -204,4 +204,3 @@ func TestInstallRefusedNames(t *testing.T) {
 		t.Fatalf("got %v, want ErrNotEstablished", err)
 	}
 }
-
