@@ -6,16 +6,19 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -29,17 +32,37 @@ import (
 	"github.com/capstan-io/capstan/reconcile"
 )
 
-// writeCounter counts the requests other than GET, LIST and WATCH that go
-// through a config: the API writes.
-type writeCounter struct{ n atomic.Int64 }
+// writeCounter counts the requests other than GET (get, list, watch) that
+// go through a config, the API writes, and records their content types.
+type writeCounter struct {
+	n            atomic.Int64
+	mu           sync.Mutex
+	contentTypes map[string]bool // of writes
+}
 
 func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		if r.Method != http.MethodGet {
 			w.n.Add(1)
+			w.mu.Lock()
+			if w.contentTypes == nil {
+				w.contentTypes = map[string]bool{}
+			}
+			w.contentTypes[r.Method+" "+r.Header.Get("Content-Type")] = true
+			w.mu.Unlock()
 		}
 		return rt.RoundTrip(r)
 	})
+}
+
+// sawContentType reports whether a write with method and content type went
+// through, and forgets what was seen.
+func (w *writeCounter) sawContentType(method, contentType string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ok := w.contentTypes[method+" "+contentType]
+	w.contentTypes = nil
+	return ok
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
@@ -57,13 +80,20 @@ type clientEnv struct {
 
 func newClientEnv(t *testing.T) *clientEnv {
 	t.Helper()
+	return newClientEnvWithScheme(t, nil)
+}
+
+// newClientEnvWithScheme is newClientEnv with the given scheme (nil for
+// client-go's).
+func newClientEnvWithScheme(t *testing.T, scheme *runtime.Scheme) *clientEnv {
+	t.Helper()
 	cfg := sharedEnv(t).Config()
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	factory, err := informer.NewFactory(informer.FactoryOptions{Config: cfg, Mapper: mapper})
+	factory, err := informer.NewFactory(informer.FactoryOptions{Config: cfg, Scheme: scheme, Mapper: mapper})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,12 +110,16 @@ func newClientEnv(t *testing.T) *clientEnv {
 	wc := &writeCounter{}
 	wcfg := rest.CopyConfig(cfg)
 	wcfg.Wrap(wc.wrap)
-	src, err := reconcile.NewClientSource(wcfg, nil, mapper, factory)
+	src, err := reconcile.NewClientSource(wcfg, scheme, mapper, factory)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := &clientEnv{src: src, factory: factory, writes: wc}
-	nsc := mustClient[*corev1.Namespace](t, src)
+	nsrc, err := reconcile.NewClientSource(cfg, nil, mapper, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsc := mustClient[*corev1.Namespace](t, nsrc)
 	ns, err := nsc.Create(testCtx(t), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "client-"}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -164,6 +198,9 @@ func TestClientConfigMaps(t *testing.T) {
 	}
 	if created.UID == "" || created.ResourceVersion == "" || created.Data["k"] != "v1" {
 		t.Fatalf("got created %+v, want a stored object with data k=v1", created)
+	}
+	if !e.writes.sawContentType(http.MethodPost, runtime.ContentTypeProtobuf) {
+		t.Errorf("got create content types other than protobuf, want protobuf for a built-in type")
 	}
 	if _, err := c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "b"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -572,4 +609,164 @@ func unstructuredConfigMap(ns, name string, data map[string]any) *unstructured.U
 		"metadata":   map[string]any{"namespace": ns, "name": name},
 		"data":       data,
 	}}
+}
+
+// widget is a custom resource type: JSON only, no protobuf.
+type widget struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              widgetSpec   `json:"spec,omitempty"`
+	Status            widgetStatus `json:"status,omitempty"`
+}
+
+type widgetSpec struct {
+	Replicas int32  `json:"replicas"`
+	Color    string `json:"color,omitempty"`
+}
+
+type widgetStatus struct {
+	Replicas int32  `json:"replicas"`
+	Selector string `json:"selector,omitempty"`
+}
+
+func (w *widget) DeepCopyObject() runtime.Object {
+	c := *w
+	w.ObjectMeta.DeepCopyInto(&c.ObjectMeta)
+	return &c
+}
+
+type widgetList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []widget `json:"items"`
+}
+
+func (l *widgetList) DeepCopyObject() runtime.Object {
+	c := &widgetList{TypeMeta: l.TypeMeta}
+	l.ListMeta.DeepCopyInto(&c.ListMeta)
+	for i := range l.Items {
+		c.Items = append(c.Items, *l.Items[i].DeepCopyObject().(*widget))
+	}
+	return c
+}
+
+func addWidgetTypes(scheme *runtime.Scheme, gv schema.GroupVersion) {
+	scheme.AddKnownTypeWithName(gv.WithKind("Widget"), &widget{})
+	scheme.AddKnownTypeWithName(gv.WithKind("WidgetList"), &widgetList{})
+	metav1.AddToGroupVersion(scheme, gv)
+}
+
+var widgetGV = schema.GroupVersion{Group: "client.capstan.io", Version: "v1"}
+
+func widgetCRD() *apiextensionsv1.CustomResourceDefinition {
+	intOrString := func(typ string) apiextensionsv1.JSONSchemaProps { return apiextensionsv1.JSONSchemaProps{Type: typ} }
+	return &apiextensionsv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: "widgets." + widgetGV.Group},
+		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+			Group: widgetGV.Group,
+			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "widgets", Singular: "widget", Kind: "Widget", ListKind: "WidgetList"},
+			Scope: apiextensionsv1.NamespaceScoped,
+			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
+				Name: widgetGV.Version, Served: true, Storage: true,
+				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
+					Type: "object",
+					Properties: map[string]apiextensionsv1.JSONSchemaProps{
+						"spec": {Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
+							"replicas": intOrString("integer"), "color": intOrString("string"),
+						}},
+						"status": {Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
+							"replicas": intOrString("integer"), "selector": intOrString("string"),
+						}},
+					},
+				}},
+				Subresources: &apiextensionsv1.CustomResourceSubresources{
+					Status: &apiextensionsv1.CustomResourceSubresourceStatus{},
+					Scale: &apiextensionsv1.CustomResourceSubresourceScale{
+						SpecReplicasPath: ".spec.replicas", StatusReplicasPath: ".status.replicas", LabelSelectorPath: ptr.To(".status.selector"),
+					},
+				},
+			}},
+		},
+	}
+}
+
+// TestClientCustomResource uses a client on a scheme holding nothing but a
+// CRD type (no built-in types, not even autoscaling/v1 Scale).
+func TestClientCustomResource(t *testing.T) {
+	ctx := testCtx(t)
+	if err := sharedEnv(t).InstallCRDs(ctx, widgetCRD()); err != nil {
+		t.Fatal(err)
+	}
+	scheme := runtime.NewScheme()
+	addWidgetTypes(scheme, widgetGV)
+	e := newClientEnvWithScheme(t, scheme)
+	c := mustClient[*widget](t, e.src)
+	wGR := schema.GroupResource{Group: widgetGV.Group, Resource: "widgets"}
+
+	_, err := c.Get(ctx, e.ns, "missing")
+	wantNotFound(t, err, wGR, `Widget "`+e.ns+`/missing"`)
+
+	w, err := c.Create(ctx, &widget{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "w"}, Spec: widgetSpec{Replicas: 1, Color: "red"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Spec.Color != "red" || w.UID == "" {
+		t.Fatalf("got %+v, want a stored red widget", w)
+	}
+	if !e.writes.sawContentType(http.MethodPost, runtime.ContentTypeJSON) {
+		t.Errorf("got create content types other than JSON, want JSON for a custom resource")
+	}
+	w.Status = widgetStatus{Replicas: 1, Selector: "app=w"}
+	w, err = c.UpdateStatus(ctx, w, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Status.Replicas != 1 || w.Status.Selector != "app=w" {
+		t.Errorf("UpdateStatus: got status %+v, want replicas 1 selector app=w", w.Status)
+	}
+	waitCached[*widget](t, e, w.ResourceVersion)
+	cached, err := c.Get(ctx, e.ns, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cached.Status.Selector != "app=w" || cached.Spec.Color != "red" {
+		t.Errorf("cached: got %+v, want the updated widget", cached)
+	}
+
+	scale, err := c.GetScale(ctx, e.ns, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scale.Spec.Replicas != 1 || scale.Status.Replicas != 1 || scale.Status.Selector != "app=w" {
+		t.Errorf("GetScale: got %+v, want spec and status replicas 1, selector app=w", scale)
+	}
+	scale.Spec.Replicas = 4
+	if _, err := c.UpdateScale(ctx, e.ns, "w", scale, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	live, err := c.Live(ctx, e.ns, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live.Spec.Replicas != 4 {
+		t.Errorf("after UpdateScale: got spec.replicas %d, want 4", live.Spec.Replicas)
+	}
+
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": widgetGV.String(), "kind": "Widget",
+		"metadata": map[string]any{"namespace": e.ns, "name": "applied"},
+		"spec":     map[string]any{"color": "blue"},
+	}}
+	applied, err := c.Apply(ctx, reconcile.UnstructuredApplyConfiguration(u), metav1.ApplyOptions{FieldManager: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if applied.Spec.Color != "blue" {
+		t.Errorf("apply: got %+v, want a blue widget", applied.Spec)
+	}
+	if err := c.Delete(ctx, e.ns, "w", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Live(ctx, e.ns, "w")
+	wantNotFound(t, err, wGR, "w")
 }
