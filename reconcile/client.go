@@ -237,7 +237,7 @@ func (c *Client[T]) resolve() (*meta.RESTMapping, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reconcile: %s: resolving the resource: %w", c.gvk.Kind, err)
+		return nil, fmt.Errorf("resolving the resource of %s: %w", c.gvk, err)
 	}
 	c.mapping = m
 	return m, nil
@@ -254,7 +254,7 @@ type target struct {
 func (c *Client[T]) targetFor(op, namespace, name string) (target, error) {
 	m, err := c.resolve()
 	if err != nil {
-		return target{}, fmt.Errorf("%s %s: %w", op, objectRef(c.gvk.Kind, namespace, name), err)
+		return target{}, c.wrap(op, namespace, name, err)
 	}
 	t := target{m: m, namespaced: m.Scope.Name() == meta.RESTScopeNameNamespace}
 	if t.namespaced {
@@ -329,7 +329,15 @@ func (c *Client[T]) Get(ctx context.Context, namespace, name string) (T, error) 
 
 // List returns the cached objects opts selects, in no particular order.
 // They are shared with the cache: do not modify them.
+// For a cluster-scoped kind opts.Namespace is ignored.
 func (c *Client[T]) List(ctx context.Context, opts ListOptions) ([]T, error) {
+	m, err := c.resolve()
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: list %s: %w", c.gvk.Kind, err)
+	}
+	if m.Scope.Name() != meta.RESTScopeNameNamespace {
+		opts.Namespace = ""
+	}
 	inf, err := c.synced(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: list %s: %w", c.gvk.Kind, err)
@@ -396,7 +404,7 @@ func (c *Client[T]) Create(ctx context.Context, obj T, opts metav1.CreateOptions
 	if err != nil {
 		return zero, c.wrap("create", t.namespace, name, err)
 	}
-	c.wrote(out.GetNamespace(), out.GetName(), out.GetResourceVersion())
+	c.wrote(ctx, out.GetNamespace(), out.GetName(), out.GetResourceVersion())
 	return out, nil
 }
 
@@ -429,7 +437,7 @@ func (c *Client[T]) put(ctx context.Context, op string, obj T, opts metav1.Updat
 	if err != nil {
 		return zero, c.wrap(op, t.namespace, name, err)
 	}
-	c.wrote(out.GetNamespace(), out.GetName(), out.GetResourceVersion())
+	c.wrote(ctx, out.GetNamespace(), out.GetName(), out.GetResourceVersion())
 	return out, nil
 }
 
@@ -451,7 +459,7 @@ func (c *Client[T]) Patch(ctx context.Context, namespace, name string, pt types.
 	if err != nil {
 		return zero, c.wrap("patch", t.namespace, name, err)
 	}
-	c.wrote(out.GetNamespace(), out.GetName(), out.GetResourceVersion())
+	c.wrote(ctx, out.GetNamespace(), out.GetName(), out.GetResourceVersion())
 	return out, nil
 }
 
@@ -512,7 +520,7 @@ func (c *Client[T]) patchApplied(ctx context.Context, ns, name string, data []by
 	if err != nil {
 		return zero, c.wrap("apply", t.namespace, name, err)
 	}
-	c.wrote(out.GetNamespace(), out.GetName(), out.GetResourceVersion())
+	c.wrote(ctx, out.GetNamespace(), out.GetName(), out.GetResourceVersion())
 	return out, nil
 }
 
@@ -565,7 +573,7 @@ func (c *Client[T]) Delete(ctx context.Context, namespace, name string, opts met
 			rv = o.GetResourceVersion()
 		}
 	}
-	c.wrote(t.namespace, name, rv)
+	c.wrote(ctx, t.namespace, name, rv)
 	return nil
 }
 
@@ -604,7 +612,7 @@ func (c *Client[T]) UpdateScale(ctx context.Context, namespace, name string, sca
 		return nil, c.wrap("update scale of", t.namespace, name, err)
 	}
 	// The scale's resourceVersion is the object's.
-	c.wrote(t.namespace, name, out.ResourceVersion)
+	c.wrote(ctx, t.namespace, name, out.ResourceVersion)
 	return out, nil
 }
 
@@ -637,11 +645,12 @@ func scaleWithKind(s *autoscalingv1.Scale) *autoscalingv1.Scale {
 	return cp
 }
 
-// wrote is called after every successful write with the object's
-// namespace, name and the resourceVersion the server answered ("" when a
-// Delete's answer carried none).
+// wrote is called after every successful write with the write's context,
+// the object's namespace and name, and the resourceVersion the server
+// answered ("" when a Delete's answer carried none).
 //
-// It is the seam for read-your-writes: a later Get of the same object will
-// wait until the cache has caught up with this resourceVersion. It does
-// nothing yet.
-func (c *Client[T]) wrote(namespace, name, resourceVersion string) {}
+// It is the seam for read-your-writes: the write is to be recorded against
+// the reconcile running in ctx, so the next reconcile of that key waits
+// until T's cache (c.inf, or the informer c.informer() would create) has
+// observed resourceVersion. It does nothing yet.
+func (c *Client[T]) wrote(ctx context.Context, namespace, name, resourceVersion string) {}

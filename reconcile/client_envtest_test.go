@@ -458,6 +458,13 @@ func TestClientClusterScoped(t *testing.T) {
 	if got := names(list); !slices.Equal(got, []string{created.Name}) {
 		t.Errorf("list: got %v, want [%s]", got, created.Name)
 	}
+	list, err = c.List(ctx, reconcile.ListOptions{Namespace: "ignored", LabelSelector: labels.SelectorFromSet(labels.Set{"test": e.ns})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(list); !slices.Equal(got, []string{created.Name}) {
+		t.Errorf("list with a namespace: got %v, want [%s] (namespace ignored)", got, created.Name)
+	}
 	_, err = c.Get(ctx, "", "no-such-namespace")
 	wantNotFound(t, err, schema.GroupResource{Resource: "namespaces"}, `Namespace "no-such-namespace"`)
 

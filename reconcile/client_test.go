@@ -120,7 +120,7 @@ func TestClientRefusesBadInput(t *testing.T) {
 		{"delete without name", func() error { return cms.Delete(ctx, "ns", "", metav1.DeleteOptions{}) }, "name is required"},
 		{"get without a factory", func() error { _, err := cms.Get(ctx, "ns", "a"); return err }, "no informer factory"},
 		{"list without a factory", func() error { _, err := nss.List(ctx, reconcile.ListOptions{}); return err }, "no informer factory"},
-		{"kind the mapper does not know", func() error { _, err := secrets.Live(ctx, "ns", "a"); return err }, `get Secret "ns/a": reconcile: Secret: resolving the resource`},
+		{"kind the mapper does not know", func() error { _, err := secrets.Live(ctx, "ns", "a"); return err }, `reconcile: get Secret "ns/a": resolving the resource of /v1, Kind=Secret`},
 		{"apply of nil", func() error { _, err := cms.Apply(ctx, nil, fm); return err }, "<nil> is not a generated apply configuration"},
 		{"apply without field manager", func() error {
 			_, err := cms.Apply(ctx, corev1ac.ConfigMap("a", "ns"), metav1.ApplyOptions{})
