@@ -67,6 +67,10 @@ type Options struct {
 	// real clock.
 	Clock clock.WithTicker
 
+	// Consistency tunes read-your-writes and own-echo filtering (on by
+	// default; see ConsistencyOptions).
+	Consistency ConsistencyOptions
+
 	// Informers provides the shared informers of watches built without
 	// From. A Manager sets it to its factory.
 	Informers *informer.Factory
@@ -97,6 +101,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.ShutdownGracePeriod <= 0 {
 		o.ShutdownGracePeriod = defaultShutdownGracePeriod
+	}
+	if o.Consistency.ReadYourWritesTimeout <= 0 {
+		o.Consistency.ReadYourWritesTimeout = defaultReadYourWritesTimeout
 	}
 	if o.CacheSyncTimeout <= 0 {
 		o.CacheSyncTimeout = defaultCacheSyncTimeout
@@ -141,6 +148,10 @@ type Controller struct {
 	running  bool
 	started  chan struct{} // closed when this (or the next) run's workers start
 
+	pending map[Request][]pendingWrite // read-your-writes: writes the cache may not have seen
+	waiting map[Request]bool           // keys set aside until their cache catches up
+	echoes  map[echoKey]echo           // own writes whose watch events are to be ignored
+
 	stopping atomic.Bool
 }
 
@@ -160,6 +171,9 @@ func New(r Reconciler, opts Options) (*Controller, error) {
 		metrics:  opts.Metrics.forController(opts.Name, opts.MaxConcurrentReconciles),
 		triggers: make(map[Request]Trigger),
 		started:  make(chan struct{}),
+		pending:  make(map[Request][]pendingWrite),
+		waiting:  make(map[Request]bool),
+		echoes:   make(map[echoKey]echo),
 	}
 	// Build a queue once now so that bad queue options fail here, not at
 	// Start.
@@ -258,6 +272,13 @@ func (c *Controller) takeTrigger(req Request) Trigger {
 	return t
 }
 
+// run is what one Start shares with its workers.
+type run struct {
+	q   *workqueue.Queue[Request]
+	ctx context.Context // ends at shutdown; bounds cache waits
+	wg  *sync.WaitGroup // cache waiters
+}
+
 // Start registers the watches, waits until their informers have synced,
 // runs the workers until ctx ends, then shuts down gracefully. It returns
 // nil after a clean shutdown, or the error that prevented the start. A
@@ -316,9 +337,11 @@ func (c *Controller) Start(ctx context.Context) error {
 	// Reconciles run on a context that outlives ctx by the grace period.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	var wg sync.WaitGroup
+	var wg, waiters sync.WaitGroup
+	defer waiters.Wait()
+	rc := &run{q: q, ctx: ctx, wg: &waiters}
 	for range c.opts.MaxConcurrentReconciles {
-		wg.Go(func() { c.worker(workCtx, q) })
+		wg.Go(func() { c.worker(workCtx, rc) })
 	}
 	close(started)
 	<-ctx.Done()
@@ -355,7 +378,8 @@ func (c *Controller) waitSynced(ctx context.Context, synced []<-chan struct{}) e
 	return nil
 }
 
-func (c *Controller) worker(ctx context.Context, q *workqueue.Queue[Request]) {
+func (c *Controller) worker(ctx context.Context, rc *run) {
+	q := rc.q
 	for {
 		req, shutdown := q.Get()
 		if shutdown {
@@ -366,16 +390,23 @@ func (c *Controller) worker(ctx context.Context, q *workqueue.Queue[Request]) {
 			q.Done(req)
 			continue
 		}
-		c.process(ctx, q, req)
+		c.process(ctx, rc, req)
 	}
 }
 
 // process runs one reconcile and decides what comes next for req.
-func (c *Controller) process(ctx context.Context, q *workqueue.Queue[Request], req Request) {
+func (c *Controller) process(ctx context.Context, rc *run, req Request) {
+	q := rc.q
 	defer q.Done(req)
 	trig := c.takeTrigger(req)
+	if w := c.cacheBehind(req); w != nil {
+		// Our last write for req is not in the cache yet: deciding now
+		// could undo or repeat it. Come back when the cache has it.
+		c.waitForCache(rc, req, trig, w)
+		return
+	}
 	log := c.log.WithValues("namespace", req.Namespace, "name", req.Name, "reconcileID", newReconcileID())
-	ctx = logr.NewContext(context.WithValue(ctx, triggerKey{}, trig), log)
+	ctx = logr.NewContext(context.WithValue(c.withScope(ctx, req), triggerKey{}, trig), log)
 	if c.opts.ReconcileTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.opts.ReconcileTimeout)
@@ -425,6 +456,9 @@ func (c *Controller) process(ctx context.Context, q *workqueue.Queue[Request], r
 		if apierrors.IsConflict(err) {
 			// Someone wrote the object since our cache saw it: normal in a
 			// busy cluster, fixed by the retry on a fresher cache.
+			if m != nil {
+				m.conflicts.Inc()
+			}
 			log.V(1).Info("conflict, requeueing", "trigger", trig, "error", err.Error())
 			return
 		}

@@ -20,6 +20,10 @@ type Metrics struct {
 	maxConcurrent  *prometheus.GaugeVec
 	activeWorkers  *prometheus.GaugeVec
 	triggers       *prometheus.CounterVec
+	conflicts      *prometheus.CounterVec
+	echoes         *prometheus.CounterVec
+	cacheWait      *prometheus.HistogramVec
+	cacheTimeouts  *prometheus.CounterVec
 }
 
 // NewMetrics creates the series and registers them on reg. Registering on a
@@ -65,8 +69,37 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "capstan_reconcile_triggers_total",
 			Help: "Reasons that led to reconciles, per controller and trigger (self, owned, watched, requeue, resync, initialList, manual); one reconcile may count several.",
 		}, []string{"controller", "trigger"}),
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capstan_reconcile_conflicts_total",
+			Help: "Reconciles that failed with an update conflict and were requeued quietly, per controller.",
+		}, ctl),
+		echoes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capstan_reconcile_echoes_suppressed_total",
+			Help: "Watch events of the controller's own writes that did not trigger a reconcile, per controller.",
+		}, ctl),
+		cacheWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "capstan_reconcile_cache_wait_seconds",
+			Help:    "Time a key waited for the cache to observe the controller's own write before reconciling, per controller.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}, ctl),
+		cacheTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capstan_reconcile_cache_wait_timeouts_total",
+			Help: "Reconciles that ran without the cache having observed the controller's own write, after ReadYourWritesTimeout, per controller.",
+		}, ctl),
 	}
 	var err error
+	if m.conflicts, err = registerOrReuse(reg, m.conflicts); err != nil {
+		return nil, err
+	}
+	if m.echoes, err = registerOrReuse(reg, m.echoes); err != nil {
+		return nil, err
+	}
+	if m.cacheWait, err = registerOrReuse(reg, m.cacheWait); err != nil {
+		return nil, err
+	}
+	if m.cacheTimeouts, err = registerOrReuse(reg, m.cacheTimeouts); err != nil {
+		return nil, err
+	}
 	if m.total, err = registerOrReuse(reg, m.total); err != nil {
 		return nil, err
 	}
@@ -114,6 +147,9 @@ type controllerMetrics struct {
 	duration                       prometheus.Observer
 	active                         prometheus.Gauge
 	triggers                       [triggerCount]prometheus.Counter
+	conflicts, echoes              prometheus.Counter
+	cacheWait                      prometheus.Observer
+	cacheTimeouts                  prometheus.Counter
 }
 
 func (m *Metrics) forController(name string, workers int) *controllerMetrics {
@@ -121,14 +157,18 @@ func (m *Metrics) forController(name string, workers int) *controllerMetrics {
 		return nil
 	}
 	cm := &controllerMetrics{
-		success:      m.total.WithLabelValues(name, "success"),
-		errored:      m.total.WithLabelValues(name, "error"),
-		requeueAfter: m.total.WithLabelValues(name, "requeue_after"),
-		errors:       m.errors.WithLabelValues(name),
-		terminal:     m.terminalErrors.WithLabelValues(name),
-		panics:       m.panics.WithLabelValues(name),
-		duration:     m.duration.WithLabelValues(name),
-		active:       m.activeWorkers.WithLabelValues(name),
+		success:       m.total.WithLabelValues(name, "success"),
+		errored:       m.total.WithLabelValues(name, "error"),
+		requeueAfter:  m.total.WithLabelValues(name, "requeue_after"),
+		errors:        m.errors.WithLabelValues(name),
+		terminal:      m.terminalErrors.WithLabelValues(name),
+		panics:        m.panics.WithLabelValues(name),
+		duration:      m.duration.WithLabelValues(name),
+		active:        m.activeWorkers.WithLabelValues(name),
+		conflicts:     m.conflicts.WithLabelValues(name),
+		echoes:        m.echoes.WithLabelValues(name),
+		cacheWait:     m.cacheWait.WithLabelValues(name),
+		cacheTimeouts: m.cacheTimeouts.WithLabelValues(name),
 	}
 	for i, n := range triggerNames {
 		cm.triggers[i] = m.triggers.WithLabelValues(name, n)

@@ -112,7 +112,7 @@ func (w *WatchSpec[T]) start(ctx context.Context, c *Controller) (<-chan struct{
 		}
 		mapFn = w.mapFn
 	}
-	h := &eventHandler[T]{ctx: ctx, c: c, kind: w.kind, mapFn: mapFn, preds: w.preds}
+	h := &eventHandler[T]{ctx: ctx, c: c, cache: inf, kind: w.kind, mapFn: mapFn, preds: w.preds}
 	reg, err := inf.AddHandler(h, informer.HandlerOptions{Name: c.opts.Name + "/" + w.String()})
 	if err != nil {
 		return nil, nil, err
@@ -232,6 +232,7 @@ func ownerMapper[T informer.Object](gk schema.GroupKind, clusterScoped bool) fun
 type eventHandler[T informer.Object] struct {
 	ctx   context.Context // the controller's; handed to MapFuncs
 	c     *Controller
+	cache ResourceVersionWaiter // the informer, as RecordWrite names it
 	kind  Trigger
 	mapFn func(ctx context.Context, obj T) []Request
 	preds []Predicate[T]
@@ -246,7 +247,21 @@ func (h *eventHandler[T]) allow(ev Event[T]) bool {
 	return true
 }
 
+// echo reports (and counts) an event that only reports our own write.
+func (h *eventHandler[T]) echo(obj T) bool {
+	if !h.c.isEcho(h.cache, obj.GetNamespace()+"/"+obj.GetName(), obj.GetResourceVersion()) {
+		return false
+	}
+	if m := h.c.metrics; m != nil {
+		m.echoes.Inc()
+	}
+	return true
+}
+
 func (h *eventHandler[T]) OnAdd(obj T, isInInitialList bool) {
+	if !isInInitialList && h.echo(obj) {
+		return
+	}
 	if !h.allow(Event[T]{Type: EventCreate, Object: obj, InInitialList: isInInitialList}) {
 		return
 	}
@@ -258,6 +273,9 @@ func (h *eventHandler[T]) OnAdd(obj T, isInInitialList bool) {
 }
 
 func (h *eventHandler[T]) OnUpdate(oldObj, newObj T) {
+	if oldObj.GetResourceVersion() != newObj.GetResourceVersion() && h.echo(newObj) {
+		return
+	}
 	if !h.allow(Event[T]{Type: EventUpdate, Object: newObj, Old: oldObj}) {
 		return
 	}
