@@ -649,8 +649,17 @@ func scaleWithKind(s *autoscalingv1.Scale) *autoscalingv1.Scale {
 // the object's namespace and name, and the resourceVersion the server
 // answered ("" when a Delete's answer carried none).
 //
-// It is the seam for read-your-writes: the write is to be recorded against
-// the reconcile running in ctx, so the next reconcile of that key waits
-// until T's cache (c.inf, or the informer c.informer() would create) has
-// observed resourceVersion. It does nothing yet.
-func (c *Client[T]) wrote(ctx context.Context, namespace, name, resourceVersion string) {}
+// It records the write against the reconcile running in ctx (see
+// RecordWrite): the next reconcile of that key waits until T's cache has
+// observed resourceVersion, and the write's own watch event does not
+// trigger one. Only a client that has read (and so has T's informer) records:
+// a write must not start an informer behind the user's back.
+func (c *Client[T]) wrote(ctx context.Context, namespace, name, resourceVersion string) {
+	c.mu.Lock()
+	inf := c.inf
+	c.mu.Unlock()
+	if inf == nil {
+		return
+	}
+	RecordWrite(ctx, inf, namespace, name, resourceVersion)
+}

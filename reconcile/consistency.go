@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/resourceversion"
+
+	"github.com/capstan-io/capstan/informer"
 )
 
 // Stale-cache correctness, on by default for every controller:
@@ -74,7 +76,7 @@ func RecordWrite(ctx context.Context, cache ResourceVersionWaiter, namespace, na
 	if s == nil || cache == nil || resourceVersion == "" {
 		return
 	}
-	s.c.recordWrite(s.req, cache, namespace+"/"+name, resourceVersion)
+	s.c.recordWrite(s.req, cache, informer.Key(namespace, name), resourceVersion)
 }
 
 // pendingWrite is the newest resourceVersion a key wrote to one cache.
@@ -86,7 +88,7 @@ type pendingWrite struct {
 
 type echoKey struct {
 	cache ResourceVersionWaiter
-	obj   string // namespace/name
+	obj   string // informer.Key of the object
 }
 
 type echo struct {

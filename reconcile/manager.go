@@ -27,6 +27,8 @@ import (
 	"github.com/capstan-io/capstan/workqueue"
 )
 
+var _ ClientSource = (*Manager)(nil)
+
 // Runnable is anything a Manager runs: Start blocks until ctx ends (or the
 // work fails) and returns.
 type Runnable interface {

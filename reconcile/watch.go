@@ -249,7 +249,7 @@ func (h *eventHandler[T]) allow(ev Event[T]) bool {
 
 // echo reports (and counts) an event that only reports our own write.
 func (h *eventHandler[T]) echo(obj T) bool {
-	if !h.c.isEcho(h.cache, obj.GetNamespace()+"/"+obj.GetName(), obj.GetResourceVersion()) {
+	if !h.c.isEcho(h.cache, informer.KeyOf(obj), obj.GetResourceVersion()) {
 		return false
 	}
 	if m := h.c.metrics; m != nil {
