@@ -138,31 +138,39 @@ type subject struct {
 	run  func(b *testing.B, ns string, s *seen) (stop func())
 }
 
+// runCapstan starts a capstan Manager with one no-op controller.
+func runCapstan(b *testing.B, ns string, s *seen, consistency reconcile.ConsistencyOptions) func() {
+	mgr, err := reconcile.NewManager(reconcile.ManagerOptions{Config: sharedEnv(b).Config()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := reconcile.Func(func(_ context.Context, req reconcile.Request) (reconcile.Result, error) {
+		if req.Namespace == ns {
+			s.mark(req.Namespace, req.Name)
+		}
+		return reconcile.Done(), nil
+	})
+	if _, err := mgr.NewController(r, reconcile.Options{Name: "bench", Consistency: consistency}, reconcile.For[*corev1.ConfigMap]()); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	}
+}
+
 func subjects() []subject {
 	return []subject{
 		{name: "capstan", run: func(b *testing.B, ns string, s *seen) func() {
-			mgr, err := reconcile.NewManager(reconcile.ManagerOptions{Config: sharedEnv(b).Config()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			r := reconcile.Func(func(_ context.Context, req reconcile.Request) (reconcile.Result, error) {
-				if req.Namespace == ns {
-					s.mark(req.Namespace, req.Name)
-				}
-				return reconcile.Done(), nil
-			})
-			if _, err := mgr.NewController(r, reconcile.Options{Name: "bench"}, reconcile.For[*corev1.ConfigMap]()); err != nil {
-				b.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- mgr.Start(ctx) }()
-			return func() {
-				cancel()
-				if err := <-done; err != nil {
-					b.Error(err)
-				}
-			}
+			return runCapstan(b, ns, s, reconcile.ConsistencyOptions{})
+		}},
+		{name: "capstan-noconsistency", run: func(b *testing.B, ns string, s *seen) func() {
+			return runCapstan(b, ns, s, reconcile.ConsistencyOptions{DisableReadYourWrites: true, DisableEchoFiltering: true})
 		}},
 		{name: "controllerruntime", run: func(b *testing.B, ns string, s *seen) func() {
 			mgr, err := ctrl.NewManager(sharedEnv(b).Config(), ctrl.Options{
