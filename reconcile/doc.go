@@ -44,6 +44,15 @@
 //   - Fenced leadership: with leader election, controllers run only on the
 //     leader; the instant the lease is lost their contexts end and writes
 //     through Manager.Config are refused, then the Manager campaigns again.
+//   - Correct on a stale cache by default: after a reconcile writes an
+//     object (through Client, or any client plus RecordWrite), the next
+//     reconcile of that key waits, without holding a worker, until the cache
+//     has observed the write; the watch event of the controller's own write
+//     does not trigger a reconcile, while any other change does; update
+//     conflicts are quiet requeues. Expectations make batch creates and
+//     deletes exact on a lagging cache (kube-controller-manager's pattern,
+//     typed and tracking deletes by UID). ConsistencyOptions turn each part
+//     off per controller.
 //   - Metrics use controller-runtime's names (controller_runtime_reconcile_*,
 //     workqueue_*), so existing dashboards work.
 //
