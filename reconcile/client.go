@@ -136,6 +136,10 @@ type Client[T informer.Object] struct {
 	proto   T // an empty T; fresh objects are copies of it, not reflect.New
 	rest    *rest.RESTClient
 
+	// newInformer, if set, creates the informer instead of informer.For
+	// (MetadataClient's metadata-only informer).
+	newInformer func() (*informer.SharedInformer[T], error)
+
 	mu      sync.Mutex
 	mapping *meta.RESTMapping           // resolved on first use; guarded by mu
 	inf     *informer.SharedInformer[T] // created on first read; guarded by mu
@@ -287,7 +291,11 @@ func (c *Client[T]) informer() (*informer.SharedInformer[T], error) {
 	if c.factory == nil {
 		return nil, errors.New("no informer factory: this client cannot read from a cache (use Live, or give the source a factory)")
 	}
-	inf, err := informer.For[T](c.factory, informer.Scope{})
+	newInformer := c.newInformer
+	if newInformer == nil {
+		newInformer = func() (*informer.SharedInformer[T], error) { return informer.For[T](c.factory, informer.Scope{}) }
+	}
+	inf, err := newInformer()
 	if err != nil {
 		return nil, err
 	}
