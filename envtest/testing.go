@@ -2,6 +2,7 @@ package envtest
 
 import (
 	"context"
+	"sync"
 	"testing"
 )
 
@@ -24,4 +25,51 @@ func StartForTest(tb testing.TB, opts Options) *Environment {
 		}
 	})
 	return env
+}
+
+// Shared is one environment for a whole test package: started by the first
+// test that asks for it, stopped by TestMain. Tests keep apart by namespace.
+//
+//	var env = envtest.NewShared(envtest.Options{})
+//
+//	func TestMain(m *testing.M) {
+//		code := m.Run()
+//		if err := env.Stop(); err != nil {
+//			fmt.Fprintln(os.Stderr, err)
+//			code = 1
+//		}
+//		os.Exit(code)
+//	}
+//
+//	func TestX(t *testing.T) {
+//		cfg := env.Get(t).Config()
+//		...
+//	}
+type Shared struct {
+	opts Options
+	once sync.Once
+	env  *Environment
+	err  error
+}
+
+// NewShared returns a Shared that will start with opts. It starts nothing.
+func NewShared(opts Options) *Shared { return &Shared{opts: opts} }
+
+// Get returns the environment, starting it on first use; a failed start
+// fails tb (and every later Get).
+func (s *Shared) Get(tb testing.TB) *Environment {
+	tb.Helper()
+	s.once.Do(func() { s.env, s.err = Start(context.Background(), s.opts) })
+	if s.err != nil {
+		tb.Fatalf("starting envtest: %v", s.err)
+	}
+	return s.env
+}
+
+// Stop stops the environment if it was started.
+func (s *Shared) Stop() error {
+	if s.env == nil {
+		return nil
+	}
+	return s.env.Stop()
 }

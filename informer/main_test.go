@@ -1,10 +1,8 @@
 package informer_test
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -12,34 +10,19 @@ import (
 	"github.com/capstan-io/capstan/envtest"
 )
 
-var (
-	sharedEnvOnce sync.Once
-	sharedEnv     *envtest.Environment
-	sharedEnvErr  error
-)
+var sharedEnv = envtest.NewShared(envtest.Options{})
 
 // env returns the package's shared control plane, started on first use and
 // stopped by TestMain. Tests that restart it must leave it running.
-func env(t testing.TB) *envtest.Environment {
-	t.Helper()
-	sharedEnvOnce.Do(func() {
-		sharedEnv, sharedEnvErr = envtest.Start(context.Background(), envtest.Options{})
-	})
-	if sharedEnvErr != nil {
-		t.Fatalf("starting envtest: %v", sharedEnvErr)
-	}
-	return sharedEnv
-}
+func env(t testing.TB) *envtest.Environment { return sharedEnv.Get(t) }
 
 // TestMain stops the shared control plane, then checks that no goroutine
 // outlived its test.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if sharedEnv != nil {
-		if err := sharedEnv.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping envtest:", err)
-			code = 1
-		}
+	if err := sharedEnv.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping envtest:", err)
+		code = 1
 	}
 	if code == 0 {
 		if err := goleak.Find(); err != nil {

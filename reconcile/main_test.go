@@ -1,10 +1,8 @@
 package reconcile_test
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -15,41 +13,20 @@ import (
 // One control plane serves every integration test of the package; tests
 // keep apart by namespace. It starts on first use and stops before the
 // leak check.
-var (
-	envOnce sync.Once
-	env     *envtest.Environment
-	envErr  error
-)
+var env = envtest.NewShared(envtest.Options{})
 
 // sharedEnv returns the package's envtest environment, starting it if
 // needed.
-func sharedEnv(t testing.TB) *envtest.Environment {
-	t.Helper()
-	envOnce.Do(func() { env, envErr = envtest.Start(context.Background(), envtest.Options{}) })
-	if envErr != nil {
-		t.Fatalf("starting envtest: %v", envErr)
-	}
-	return env
-}
+func sharedEnv(tb testing.TB) *envtest.Environment { return env.Get(tb) }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if env != nil {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
 	}
 	if code == 0 {
-		if err := goleak.Find(
-			// client-go's idle HTTP/2 connections end when the server closes
-			// them; the API server is gone by now but their read loops may
-			// still be unwinding.
-			goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-			goleak.IgnoreTopFunction("golang.org/x/net/http2.(*ClientConn).readLoop"),
-			goleak.IgnoreAnyFunction("k8s.io/klog/v2.(*flushDaemon).run"),
-		); err != nil {
+		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
 			code = 1
 		}
