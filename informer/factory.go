@@ -27,6 +27,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/utils/clock"
+
+	"github.com/capstan-io/capstan/internal/restclient"
 )
 
 // Scope chooses which objects of a kind an informer sees. The zero value
@@ -225,7 +227,7 @@ func For[T Object](f *Factory, scope Scope) (*SharedInformer[T], error) {
 		if err != nil {
 			return nil, err
 		}
-		lw, err := f.typedListWatch(gvk, m, scope, isProtobufType(proto))
+		lw, err := f.typedListWatch(gvk, m, scope, restclient.IsProtobuf(proto))
 		if err != nil {
 			return nil, err
 		}
@@ -244,39 +246,13 @@ func informerName(m *meta.RESTMapping, scope Scope) string {
 	return name
 }
 
-func isProtobufType(obj any) bool {
-	_, ok := obj.(interface {
-		Marshal() ([]byte, error)
-		Unmarshal([]byte) error
-	})
-	return ok
-}
-
 type typedLW struct {
 	list  func(context.Context, metav1.ListOptions) (runtime.Object, error)
 	watch func(context.Context, metav1.ListOptions) (watch.Interface, error)
 }
 
 func (f *Factory) typedListWatch(gvk schema.GroupVersionKind, m *meta.RESTMapping, scope Scope, protobuf bool) (*typedLW, error) {
-	cfg := rest.CopyConfig(f.opts.Config)
-	gv := gvk.GroupVersion()
-	cfg.GroupVersion = &gv
-	cfg.APIPath = "/apis"
-	if gv.Group == "" {
-		cfg.APIPath = "/api"
-	}
-	cfg.NegotiatedSerializer = f.codecs.WithoutConversion()
-	if protobuf {
-		cfg.ContentType = runtime.ContentTypeProtobuf
-		cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
-	} else {
-		cfg.ContentType = runtime.ContentTypeJSON
-		cfg.AcceptContentTypes = runtime.ContentTypeJSON
-	}
-	if cfg.UserAgent == "" {
-		cfg.UserAgent = rest.DefaultKubernetesUserAgent()
-	}
-	rc, err := rest.RESTClientFor(cfg)
+	rc, err := restclient.For(f.opts.Config, gvk.GroupVersion(), f.codecs.WithoutConversion(), protobuf)
 	if err != nil {
 		return nil, fmt.Errorf("informer: kind %s: %w", gvk, err)
 	}

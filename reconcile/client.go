@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/restmapper"
 
 	"github.com/capstan-io/capstan/informer"
+	"github.com/capstan-io/capstan/internal/restclient"
 )
 
 // ClientSource is what a Client is built from. A Manager is one; for tests
@@ -171,7 +172,7 @@ func ClientFor[T informer.Object](src ClientSource) (*Client[T], error) {
 		return nil, fmt.Errorf("reconcile: ClientFor[%v]: %w", goType, err)
 	}
 	gvk := gvks[0]
-	rc, err := restClientFor(cfg, gvk.GroupVersion(), serializer.NewCodecFactory(scheme).WithoutConversion(), isProtobuf(proto))
+	rc, err := restclient.For(cfg, gvk.GroupVersion(), serializer.NewCodecFactory(scheme).WithoutConversion(), restclient.IsProtobuf(proto))
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: ClientFor[%v]: %w", goType, err)
 	}
@@ -183,39 +184,6 @@ func ClientFor[T informer.Object](src ClientSource) (*Client[T], error) {
 		proto:   proto,
 		rest:    rc,
 	}, nil
-}
-
-// restClientFor builds a REST client for one group/version.
-func restClientFor(cfg *rest.Config, gv schema.GroupVersion, ns runtime.NegotiatedSerializer, protobuf bool) (*rest.RESTClient, error) {
-	cfg = rest.CopyConfig(cfg)
-	cfg.GroupVersion = &gv
-	cfg.APIPath = "/apis"
-	if gv.Group == "" {
-		cfg.APIPath = "/api"
-	}
-	cfg.NegotiatedSerializer = ns
-	if protobuf {
-		cfg.ContentType = runtime.ContentTypeProtobuf
-		cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
-	} else {
-		cfg.ContentType = runtime.ContentTypeJSON
-		cfg.AcceptContentTypes = runtime.ContentTypeJSON
-	}
-	if cfg.UserAgent == "" {
-		cfg.UserAgent = rest.DefaultKubernetesUserAgent()
-	}
-	return rest.RESTClientFor(cfg)
-}
-
-// isProtobuf reports whether obj has generated protobuf marshalling, which
-// the API server speaks for every built-in type (and never for custom
-// resources).
-func isProtobuf(obj any) bool {
-	_, ok := obj.(interface {
-		Marshal() ([]byte, error)
-		Unmarshal([]byte) error
-	})
-	return ok
 }
 
 // GroupVersionKind is the kind of T.
