@@ -235,6 +235,36 @@ func For[T Object](f *Factory, scope Scope) (*SharedInformer[T], error) {
 	})
 }
 
+// Existing returns the shared informer of Go type T in scope if one was
+// created (by [For] or anyone sharing the factory), without creating one:
+// code that only wants to use a cache when someone else pays for it, such
+// as a client recording its writes for read-your-writes, asks here.
+func Existing[T Object](f *Factory, scope Scope) (*SharedInformer[T], bool) {
+	goType := reflect.TypeFor[T]()
+	if goType.Kind() != reflect.Pointer {
+		return nil, false
+	}
+	proto := reflect.New(goType.Elem()).Interface().(T)
+	gvks, _, err := f.opts.Scheme.ObjectKinds(proto)
+	if err != nil {
+		return nil, false
+	}
+	return lookup[T](f, factoryKey{goType: goType, gvk: gvks[0], scope: scope.key()})
+}
+
+// ExistingMetadata is [Existing] for the metadata-only informer of kind gvk
+// that [ForMetadata] creates.
+func ExistingMetadata(f *Factory, gvk schema.GroupVersionKind, scope Scope) (*SharedInformer[*metav1.PartialObjectMetadata], bool) {
+	return lookup[*metav1.PartialObjectMetadata](f, factoryKey{goType: reflect.TypeFor[*metav1.PartialObjectMetadata](), gvk: gvk, scope: scope.key()})
+}
+
+func lookup[T Object](f *Factory, key factoryKey) (*SharedInformer[T], bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	inf, ok := f.informers[key].(*SharedInformer[T])
+	return inf, ok
+}
+
 func informerName(m *meta.RESTMapping, scope Scope) string {
 	name := m.Resource.Resource
 	if m.Resource.Group != "" {

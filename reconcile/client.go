@@ -140,6 +140,9 @@ type Client[T informer.Object] struct {
 	// newInformer, if set, creates the informer instead of informer.For
 	// (MetadataClient's metadata-only informer).
 	newInformer func() (*informer.SharedInformer[T], error)
+	// existing, if set, finds the informer newInformer would create
+	// without creating it; default informer.Existing.
+	existing func() (*informer.SharedInformer[T], bool)
 
 	mu      sync.Mutex
 	mapping *meta.RESTMapping           // resolved on first use; guarded by mu
@@ -628,14 +631,33 @@ func scaleWithKind(s *autoscalingv1.Scale) *autoscalingv1.Scale {
 // It records the write against the reconcile running in ctx (see
 // RecordWrite): the next reconcile of that key waits until T's cache has
 // observed resourceVersion, and the write's own watch event does not
-// trigger one. Only a client that has read (and so has T's informer) records:
-// a write must not start an informer behind the user's back.
+// trigger one. It records whenever T's shared informer exists, whoever
+// created it (this client's reads, a controller's For/Owns, a lister), so
+// a controller that reads through listers and writes through a Client is
+// covered; it never creates one: a write must not start an informer behind
+// the user's back.
 func (c *Client[T]) wrote(ctx context.Context, namespace, name, resourceVersion string) {
-	c.mu.Lock()
-	inf := c.inf
-	c.mu.Unlock()
-	if inf == nil {
-		return
+	if inf := c.existingInformer(); inf != nil {
+		RecordWrite(ctx, inf, namespace, name, resourceVersion)
 	}
-	RecordWrite(ctx, inf, namespace, name, resourceVersion)
+}
+
+// existingInformer returns T's shared informer if it exists, remembering it.
+func (c *Client[T]) existingInformer() *informer.SharedInformer[T] {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inf != nil || c.factory == nil {
+		return c.inf
+	}
+	var inf *informer.SharedInformer[T]
+	var ok bool
+	if c.existing != nil {
+		inf, ok = c.existing()
+	} else {
+		inf, ok = informer.Existing[T](c.factory, informer.Scope{})
+	}
+	if ok {
+		c.inf = inf
+	}
+	return c.inf
 }

@@ -245,3 +245,58 @@ func (c *Controller) waitForCache(rc *run, req Request, trig Trigger, w *pending
 func (c *Controller) withScope(ctx context.Context, req Request) context.Context {
 	return context.WithValue(ctx, scopeKey{}, &reconcileScope{c: c, req: req})
 }
+
+// heldEvent is an event that arrived for a request while it was being
+// reconciled, kept until the reconcile returns.
+type heldEvent struct {
+	trig  Trigger
+	cache ResourceVersionWaiter // nil: never an echo (deletes, resyncs)
+	obj   string
+	rv    string
+}
+
+// beginReconcile marks req as being reconciled, so that events for it are
+// held (see Controller.inflight).
+func (c *Controller) beginReconcile(req Request) {
+	if c.opts.Consistency.DisableEchoFiltering {
+		return
+	}
+	c.mu.Lock()
+	c.inflight[req] = nil
+	c.mu.Unlock()
+}
+
+// holdEvent keeps ev for req if req is being reconciled and reports whether
+// it did.
+func (c *Controller) holdEvent(req Request, ev heldEvent) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	held, ok := c.inflight[req]
+	if !ok {
+		return false
+	}
+	c.inflight[req] = append(held, ev)
+	return true
+}
+
+// settleHeld ends req's reconcile: each event held meanwhile is dropped if
+// it reports one of the writes that reconcile made, else queued. Called
+// after the reconciler returned, so every write it made is recorded.
+func (c *Controller) settleHeld(req Request) {
+	if c.opts.Consistency.DisableEchoFiltering {
+		return
+	}
+	c.mu.Lock()
+	held := c.inflight[req]
+	delete(c.inflight, req)
+	c.mu.Unlock()
+	for _, ev := range held {
+		if ev.cache != nil && c.isEcho(ev.cache, ev.obj, ev.rv) {
+			if m := c.metrics; m != nil {
+				m.echoes.Inc()
+			}
+			continue
+		}
+		c.enqueue(req, ev.trig)
+	}
+}

@@ -92,6 +92,67 @@ func TestEchoFiltering(t *testing.T) {
 	}
 }
 
+// TestEchoBeforeWriteAnswer: the watch event of our own write often arrives
+// while the reconcile that wrote is still waiting for the write's answer,
+// before the write is known as ours. Events for a request being reconciled
+// are held and settled when it returns: the echo is dropped, anything else
+// (a foreign change, an event of a reconcile that wrote nothing, a delete)
+// is queued, exactly once.
+func TestEchoBeforeWriteAnswer(t *testing.T) {
+	type step struct {
+		event   string // resourceVersion of an update event for ns/a, or "delete"
+		written string // resourceVersion recorded as our write, after the event
+	}
+	tests := []struct {
+		name    string
+		disable bool
+		during  []step // while ns/a is being reconciled
+		want    int    // requests queued once it returned
+	}{
+		{name: "echo before answer is dropped", during: []step{{event: "5", written: "5"}}, want: 0},
+		{name: "foreign change during reconcile is queued", during: []step{{event: "6"}}, want: 1},
+		{name: "echo and foreign change", during: []step{{event: "5", written: "5"}, {event: "6"}}, want: 1},
+		{name: "foreign change, then our write over it", during: []step{{event: "6", written: "7"}}, want: 1},
+		{name: "delete is never an echo", during: []step{{event: "delete", written: "5"}}, want: 1},
+		{name: "filtering off", disable: true, during: []step{{event: "5", written: "5"}}, want: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, q := newTestController(t, Options{Consistency: ConsistencyOptions{DisableEchoFiltering: tt.disable}})
+			cache := &fakeCache{seen: make(chan struct{})}
+			h := &eventHandler[*corev1.ConfigMap]{ctx: context.Background(), c: c, cache: cache, kind: TriggerSelf,
+				mapFn: func(_ context.Context, o *corev1.ConfigMap) []Request { return []Request{{o.Namespace, o.Name}} }}
+			req := Request{"ns", "a"}
+			ctx := c.withScope(context.Background(), req)
+			c.beginReconcile(req)
+			prev := "1"
+			for _, s := range tt.during {
+				if s.event == "delete" {
+					h.OnDelete(cmAt("a", prev), false)
+				} else {
+					h.OnUpdate(cmAt("a", prev), cmAt("a", s.event))
+					prev = s.event
+				}
+				if s.written != "" {
+					RecordWrite(ctx, cache, "ns", "a", s.written)
+				}
+			}
+			if !tt.disable && q.Len() != 0 {
+				t.Fatalf("%d requests queued while the reconcile ran, want them held", q.Len())
+			}
+			c.settleHeld(req)
+			if got := q.Len(); got != tt.want {
+				t.Errorf("requests queued: got %d, want %d", got, tt.want)
+			}
+			// A later event is queued at once: nothing is held any more.
+			h.OnUpdate(cmAt("a", prev), cmAt("a", "99"))
+			if q.Len() != 1 {
+				t.Errorf("after the reconcile, an event queued %d requests, want 1", q.Len())
+			}
+		})
+	}
+}
+
 // TestReadYourWritesSetsKeyAside: a key whose last write the cache has not
 // seen is not reconciled but set aside, and comes back when the cache
 // catches up; with the check off it runs at once.

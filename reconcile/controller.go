@@ -151,6 +151,12 @@ type Controller struct {
 	pending map[Request][]pendingWrite // read-your-writes: writes the cache may not have seen
 	waiting map[Request]bool           // keys set aside until their cache catches up
 	echoes  map[echoKey]echo           // own writes whose watch events are to be ignored
+	// inflight holds, for each request being reconciled, the events that
+	// arrived meanwhile. The watch event of our own write often overtakes
+	// the write's answer, before the write is known as ours; such events
+	// are settled when the reconcile returns: echoes dropped, the rest
+	// queued.
+	inflight map[Request][]heldEvent
 
 	stopping atomic.Bool
 }
@@ -174,6 +180,7 @@ func New(r Reconciler, opts Options) (*Controller, error) {
 		pending:  make(map[Request][]pendingWrite),
 		waiting:  make(map[Request]bool),
 		echoes:   make(map[echoKey]echo),
+		inflight: make(map[Request][]heldEvent),
 	}
 	// Build a queue once now so that bad queue options fail here, not at
 	// Start.
@@ -419,7 +426,9 @@ func (c *Controller) process(ctx context.Context, rc *run, req Request) {
 		trig.each(func(t Trigger) { m.triggers[bitIndex(t)].Inc() })
 	}
 	start := c.opts.Clock.Now()
+	c.beginReconcile(req)
 	res, err := c.call(ctx, req)
+	c.settleHeld(req)
 	if m != nil {
 		m.duration.Observe(c.opts.Clock.Since(start).Seconds())
 		m.active.Dec()

@@ -57,6 +57,9 @@ func MetadataClientFor(src ClientSource, gvk schema.GroupVersionKind) (*Metadata
 	reads.newInformer = func() (*informer.SharedInformer[*metav1.PartialObjectMetadata], error) {
 		return informer.ForMetadata(factory, gvk, informer.Scope{})
 	}
+	reads.existing = func() (*informer.SharedInformer[*metav1.PartialObjectMetadata], bool) {
+		return informer.ExistingMetadata(factory, gvk, informer.Scope{})
+	}
 	return &MetadataClient{reads: reads, md: md}, nil
 }
 

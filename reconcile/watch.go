@@ -268,8 +268,16 @@ func (h *eventHandler[T]) OnAdd(obj T, isInInitialList bool) {
 	t := h.kind
 	if isInInitialList {
 		t = TriggerInitialList
+		h.queue(h.mapFn(h.ctx, obj), t, heldEvent{})
+		return
 	}
-	h.queue(h.mapFn(h.ctx, obj), t)
+	h.queue(h.mapFn(h.ctx, obj), t, h.heldFor(obj))
+}
+
+// heldFor describes an event for obj to hold while its request is being
+// reconciled, to be checked as an echo then.
+func (h *eventHandler[T]) heldFor(obj T) heldEvent {
+	return heldEvent{cache: h.cache, obj: informer.KeyOf(obj), rv: obj.GetResourceVersion()}
 }
 
 func (h *eventHandler[T]) OnUpdate(oldObj, newObj T) {
@@ -280,8 +288,10 @@ func (h *eventHandler[T]) OnUpdate(oldObj, newObj T) {
 		return
 	}
 	t := h.kind
+	held := h.heldFor(newObj)
 	if oldObj.GetResourceVersion() == newObj.GetResourceVersion() {
 		t = TriggerResync
+		held = heldEvent{}
 	}
 	reqs := h.mapFn(h.ctx, newObj)
 	if h.kind != TriggerSelf {
@@ -289,19 +299,26 @@ func (h *eventHandler[T]) OnUpdate(oldObj, newObj T) {
 		// both sides need to hear of it.
 		reqs = append(reqs, h.mapFn(h.ctx, oldObj)...)
 	}
-	h.queue(reqs, t)
+	h.queue(reqs, t, held)
 }
 
 func (h *eventHandler[T]) OnDelete(obj T, finalStateUnknown bool) {
 	if !h.allow(Event[T]{Type: EventDelete, Object: obj, FinalStateUnknown: finalStateUnknown}) {
 		return
 	}
-	h.queue(h.mapFn(h.ctx, obj), h.kind)
+	h.queue(h.mapFn(h.ctx, obj), h.kind, heldEvent{})
 }
 
-func (h *eventHandler[T]) queue(reqs []Request, t Trigger) {
+// queue queues reqs for trigger t. A request being reconciled gets the
+// event held instead, to be settled when its reconcile returns (held.cache
+// nil: the event can't be an echo and is queued then).
+func (h *eventHandler[T]) queue(reqs []Request, t Trigger, held heldEvent) {
+	held.trig = t
 	for i, r := range reqs {
 		if i > 0 && r == reqs[i-1] {
+			continue
+		}
+		if h.c.holdEvent(r, held) {
 			continue
 		}
 		h.c.enqueue(r, t)
