@@ -1,0 +1,2 @@
+// Package deployment is the reference Deployment controller.
+package deployment
