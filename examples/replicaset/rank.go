@@ -27,7 +27,8 @@ type rankedPod struct {
 	ready    bool
 	readyAt  time.Time // zero unless ready
 	cost     int32
-	restarts int32
+	restarts int32 // most restarts of a regular container
+	sidecar  int32 // most restarts of a sidecar (restartable init) container
 }
 
 // sortForDeletion orders pods in place so that those to delete first come
@@ -43,7 +44,8 @@ type rankedPod struct {
 //     the pods of every ReplicaSet with the same controller);
 //  6. both ready: ready more recently before ready longer, compared on a
 //     log2 scale of time since now (ties broken by UID);
-//  7. more container restarts before fewer;
+//  7. more container restarts before fewer (regular containers, then
+//     sidecars);
 //  8. created more recently before older, on the same log2 scale (ties
 //     broken by UID).
 //
@@ -57,7 +59,8 @@ func sortForDeletion(pods, related []*corev1.Pod, now time.Time) {
 	}
 	ranked := make([]rankedPod, len(pods))
 	for i, p := range pods {
-		r := rankedPod{pod: p, colocate: onNode[p.Spec.NodeName], ready: podutil.IsPodReady(p), cost: deletionCost(p), restarts: maxRestarts(p)}
+		r := rankedPod{pod: p, colocate: onNode[p.Spec.NodeName], ready: podutil.IsPodReady(p), cost: deletionCost(p)}
+		r.restarts, r.sidecar = maxRestarts(p)
 		if r.ready {
 			r.readyAt = podutil.GetPodReadyCondition(&p.Status).LastTransitionTime.Time
 		}
@@ -104,6 +107,9 @@ func deleteFirst(a, b rankedPod, now time.Time) bool {
 	if a.restarts != b.restarts {
 		return a.restarts > b.restarts
 	}
+	if a.sidecar != b.sidecar {
+		return a.sidecar > b.sidecar
+	}
 	ac, bc := a.pod.CreationTimestamp.Time, b.pod.CreationTimestamp.Time
 	if !ac.Equal(bc) {
 		if d, decided := newerFirst(a, b, ac, bc, now); decided {
@@ -147,12 +153,24 @@ func logRank(age time.Duration) int64 {
 	return int64(math.Log2(float64(age)))
 }
 
-func maxRestarts(p *corev1.Pod) int32 {
-	var n int32
+// maxRestarts returns the most restarts of a regular container and of a
+// sidecar (an init container with restartPolicy Always).
+func maxRestarts(p *corev1.Pod) (regular, sidecar int32) {
 	for _, c := range p.Status.ContainerStatuses {
-		n = max(n, c.RestartCount)
+		regular = max(regular, c.RestartCount)
 	}
-	return n
+	sidecars := map[string]bool{}
+	for _, c := range p.Spec.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			sidecars[c.Name] = true
+		}
+	}
+	for _, c := range p.Status.InitContainerStatuses {
+		if sidecars[c.Name] {
+			sidecar = max(sidecar, c.RestartCount)
+		}
+	}
+	return regular, sidecar
 }
 
 // deletionCost reads PodDeletionCostAnnotation as the API server validates

@@ -52,6 +52,14 @@ func restarts(n int32) func(*corev1.Pod) {
 	}
 }
 
+func sidecarRestarts(n int32) func(*corev1.Pod) {
+	return func(pod *corev1.Pod) {
+		always := corev1.ContainerRestartPolicyAlways
+		pod.Spec.InitContainers = []corev1.Container{{Name: "init"}, {Name: "sidecar", RestartPolicy: &always}}
+		pod.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "init", RestartCount: 9}, {Name: "sidecar", RestartCount: n}}
+	}
+}
+
 func names(pods []*corev1.Pod) []string {
 	out := make([]string, len(pods))
 	for i, pod := range pods {
@@ -124,6 +132,11 @@ func TestSortForDeletion(t *testing.T) {
 			name: "more restarts first",
 			pods: []*corev1.Pod{p("r0"), p("r5", restarts(5)), p("r2", restarts(2))},
 			want: []string{"r5", "r2", "r0"},
+		},
+		{
+			name: "then more sidecar restarts first; plain init containers do not count",
+			pods: []*corev1.Pod{p("s0", sidecarRestarts(0)), p("s3", sidecarRestarts(3)), p("r1-s0", restarts(1), sidecarRestarts(0))},
+			want: []string{"r1-s0", "s3", "s0"},
 		},
 		{
 			name: "younger first, on a log scale, UID breaking ties",
