@@ -3,6 +3,8 @@
 //	capstan envtest setup [--print-path] [--controller-manager] [--kubectl]
 //	capstan envtest run [--kubeconfig PATH] [--builtin-controllers]
 //	capstan generate crd|object|rbac paths=./api/... [output=DIR]
+//	capstan controller-manager [--kubeconfig PATH] [--controllers LIST] [--leader-elect] ...
+//	capstan demo [--kubeconfig PATH] [--keep]
 //	capstan version
 //
 // Run `capstan help` for details.
@@ -55,6 +57,15 @@ Usage:
         Generate CRDs, DeepCopy code and RBAC roles from Go types with
         kubebuilder markers; arguments as controller-gen takes them, so
         Makefiles switch by changing the command name.
+  capstan controller-manager [--kubeconfig PATH] [--controllers '*'] [--leader-elect=true]
+        [--kube-api-qps 20] [--kube-api-burst 30] [--metrics-bind-address :8080]
+        [--health-probe-bind-address :8081] (see --help for all)
+        Run the reference Deployment and ReplicaSet controllers like a small
+        kube-controller-manager, until interrupted.
+  capstan demo [--kubeconfig PATH] [--keep] [--replicas 6]
+        Start a local control plane with simulated nodes, run the reference
+        controllers, create a Deployment and show a rolling update live; with
+        --kubeconfig, run against an existing cluster instead.
   capstan version
         Print capstan's version and the Kubernetes version it targets.
 `
@@ -69,6 +80,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runEnvtest(ctx, args[1:], stdout, stderr)
 	case "generate":
 		return runGenerate(ctx, args[1:], stdout, stderr)
+	case "controller-manager":
+		return runControllerManager(ctx, args[1:], stdout, stderr)
+	case "demo":
+		return runDemo(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		return runVersion(stdout)
 	case "help", "-h", "--help":

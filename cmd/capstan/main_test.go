@@ -24,7 +24,12 @@ func TestRunUsage(t *testing.T) {
 		{name: "envtest unknown subcommand", args: []string{"envtest", "explode"}, wantUsage: true},
 		{name: "envtest setup bad flag", args: []string{"envtest", "setup", "--no-such"}, wantUsage: true},
 		{name: "envtest setup stray argument", args: []string{"envtest", "setup", "extra"}, wantUsage: true},
+		{name: "controller-manager bad flag", args: []string{"controller-manager", "--no-such"}, wantUsage: true},
+		{name: "controller-manager stray argument", args: []string{"controller-manager", "extra"}, wantUsage: true},
+		{name: "demo bad replicas", args: []string{"demo", "--replicas", "0"}, wantUsage: true},
+		{name: "demo stray argument", args: []string{"demo", "now"}, wantUsage: true},
 		{name: "help", args: []string{"help"}, wantOut: "capstan envtest run"},
+		{name: "help lists demo", args: []string{"help"}, wantOut: "capstan demo"},
 		{name: "version", args: []string{"version"}, wantOut: envtest.KubernetesVersion},
 	}
 	for _, tt := range tests {
