@@ -590,32 +590,45 @@ func (q *Queue[T]) loop() {
 		case <-timerC:
 		case <-q.kick:
 		}
-		now := int64(q.clock.Now().Sub(q.epoch))
-		q.mu.Lock()
-		if q.shuttingDown.Load() {
+		for {
+			now := int64(q.clock.Now().Sub(q.epoch))
+			q.mu.Lock()
+			if q.shuttingDown.Load() {
+				q.mu.Unlock()
+				return
+			}
+			for q.delays.len() > 0 && q.delays.minAt() <= now {
+				item, prio := q.delays.popMin()
+				// Sending under the lock is safe: the channel has room.
+				if w := q.addLocked(item, prio); w != nil {
+					w <- handoff[T]{item: item}
+				}
+			}
+			next := q.delays.minAt()
+			q.timerAt = next
 			q.mu.Unlock()
-			return
-		}
-		for q.delays.len() > 0 && q.delays.minAt() <= now {
-			item, prio := q.delays.popMin()
-			// Sending under the lock is safe: the channel has room.
-			if w := q.addLocked(item, prio); w != nil {
-				w <- handoff[T]{item: item}
+			if next == math.MaxInt64 {
+				if timer != nil {
+					timer.Stop()
+				}
+				break
 			}
-		}
-		next := q.delays.minAt()
-		q.timerAt = next
-		q.mu.Unlock()
-		switch {
-		case next == math.MaxInt64:
-			if timer != nil {
-				timer.Stop()
+			// Arm from a fresh reading: moving many due items takes time,
+			// and a timer armed from the reading above would fire late by
+			// that much (on a fake clock stepped meanwhile to the exact
+			// deadline, never). Anything that fell due meanwhile is moved
+			// now instead.
+			wait := time.Duration(next - int64(q.clock.Now().Sub(q.epoch)))
+			if wait <= 0 {
+				continue
 			}
-		case timer == nil:
-			timer = q.clock.NewTimer(time.Duration(next - now))
-			timerC = timer.C()
-		default:
-			timer.Reset(time.Duration(next - now))
+			if timer == nil {
+				timer = q.clock.NewTimer(wait)
+				timerC = timer.C()
+			} else {
+				timer.Reset(wait)
+			}
+			break
 		}
 	}
 }
