@@ -15,14 +15,14 @@ import (
 // did not grow, shrink the old ones within the unavailability limit; once
 // the rollout is complete, delete old ReplicaSets beyond the history limit;
 // write the status.
-func (s *syncer) rolloutRolling(ctx context.Context, rss []*appsv1.ReplicaSet, pods podCounts) error {
+func (s *syncer) rolloutRolling(ctx context.Context, rss []*appsv1.ReplicaSet) error {
 	newRS, oldRSs, err := s.replicaSetsAndSyncRevision(ctx, rss, true)
 	if err != nil {
 		return err
 	}
 	allRSs := append(slices.Clone(oldRSs), newRS)
 
-	scaledUp, err := s.reconcileNewReplicaSet(ctx, allRSs, newRS, pods)
+	scaledUp, err := s.reconcileNewReplicaSet(ctx, allRSs, newRS)
 	if err != nil {
 		return err
 	}
@@ -52,7 +52,7 @@ func (s *syncer) rolloutRolling(ctx context.Context, rss []*appsv1.ReplicaSet, p
 
 // reconcileNewReplicaSet grows the new ReplicaSet as far as the surge
 // limit allows, or shrinks it to spec.replicas if it is larger.
-func (s *syncer) reconcileNewReplicaSet(ctx context.Context, allRSs []*appsv1.ReplicaSet, newRS *appsv1.ReplicaSet, pods podCounts) (bool, error) {
+func (s *syncer) reconcileNewReplicaSet(ctx context.Context, allRSs []*appsv1.ReplicaSet, newRS *appsv1.ReplicaSet) (bool, error) {
 	want := replicas(s.d)
 	switch cur := rsReplicas(newRS); {
 	case cur == want:
@@ -61,7 +61,7 @@ func (s *syncer) reconcileNewReplicaSet(ctx context.Context, allRSs []*appsv1.Re
 		scaled, _, err := s.scaleReplicaSet(ctx, newRS, want, false)
 		return scaled, err
 	}
-	size, err := newRSReplicas(s.d, allRSs, newRS, pods)
+	size, err := newRSReplicas(s.d, allRSs, newRS, s.pods)
 	if err != nil {
 		return false, err
 	}
@@ -73,7 +73,7 @@ func (s *syncer) reconcileNewReplicaSet(ctx context.Context, allRSs []*appsv1.Re
 // rolloutRecreate): scale every old ReplicaSet to zero, wait until none
 // of their pods runs (terminating ones included), only then create or
 // grow the new ReplicaSet.
-func (s *syncer) rolloutRecreate(ctx context.Context, rss []*appsv1.ReplicaSet, pods podCounts) error {
+func (s *syncer) rolloutRecreate(ctx context.Context, rss []*appsv1.ReplicaSet) error {
 	// Do not create the new ReplicaSet yet: it must not start before the
 	// old pods are gone.
 	newRS, oldRSs, err := s.replicaSetsAndSyncRevision(ctx, rss, false)
@@ -93,7 +93,7 @@ func (s *syncer) rolloutRecreate(ctx context.Context, rss []*appsv1.ReplicaSet, 
 	if scaledDown {
 		return s.syncRolloutStatus(ctx, allRSs, newRS)
 	}
-	if oldPodsRunning(newRS, oldRSs, pods) {
+	if oldPodsRunning(newRS, oldRSs, s.pods) {
 		return s.syncRolloutStatus(ctx, allRSs, newRS)
 	}
 

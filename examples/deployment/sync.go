@@ -34,6 +34,8 @@ type syncer struct {
 	// checkAfter, if positive, is when the progress deadline needs to be
 	// checked again.
 	checkAfter time.Duration
+	// pods counts the unfinished pods of each claimed ReplicaSet.
+	pods podCounts
 }
 
 // sync is kcm's syncDeployment, less the parts the capstan controller
@@ -61,6 +63,9 @@ func (s *syncer) sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.pods, err = s.podCounts(ctx, rss); err != nil {
+		return err
+	}
 	if d.DeletionTimestamp != nil {
 		return s.syncStatusOnly(ctx, rss)
 	}
@@ -85,15 +90,11 @@ func (s *syncer) sync(ctx context.Context) error {
 	if scaling {
 		return s.scaleAndSync(ctx, rss)
 	}
-	pods, err := s.podCounts(ctx, rss)
-	if err != nil {
-		return err
-	}
 	switch t := s.d.Spec.Strategy.Type; t {
 	case appsv1.RecreateDeploymentStrategyType:
-		return s.rolloutRecreate(ctx, rss, pods)
+		return s.rolloutRecreate(ctx, rss)
 	case appsv1.RollingUpdateDeploymentStrategyType:
-		return s.rolloutRolling(ctx, rss, pods)
+		return s.rolloutRolling(ctx, rss)
 	default:
 		return reconcile.TerminalError(fmt.Errorf("spec.strategy.type: unexpected %q", t))
 	}
@@ -285,7 +286,7 @@ func (s *syncer) newReplicaSet(ctx context.Context, rss, oldRSs []*appsv1.Replic
 			Template:        *template,
 		},
 	}
-	size, err := newRSReplicas(d, append(slices.Clone(oldRSs), newRS), newRS, nil)
+	size, err := newRSReplicas(d, append(slices.Clone(oldRSs), newRS), newRS, s.pods)
 	if err != nil {
 		return nil, err
 	}
