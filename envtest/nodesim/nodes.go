@@ -132,6 +132,13 @@ func (s *Simulator) ensureNode(ctx context.Context, spec NodeSpec, n *simNode) (
 	nodes := s.client.CoreV1().Nodes()
 	created, err := nodes.Create(ctx, want, metav1.CreateOptions{})
 	if err == nil {
+		// The TaintNodesByCondition admission plugin (on by default) taints
+		// every new Node not-ready:NoSchedule, and the node lifecycle
+		// controller removes the taint once the Node is Ready. Without it,
+		// no Pod without a toleration would ever be scheduled here.
+		if slices.ContainsFunc(created.Spec.Taints, isNotReadyTaint) && !slices.ContainsFunc(want.Spec.Taints, isNotReadyTaint) {
+			return s.dropNotReadyTaint(ctx, created)
+		}
 		return created, nil
 	}
 	if !apierrors.IsAlreadyExists(err) {
@@ -167,6 +174,23 @@ func (s *Simulator) ensureNode(ctx context.Context, spec NodeSpec, n *simNode) (
 	return nil, fmt.Errorf("node %q kept changing", spec.Name)
 }
 
+// dropNotReadyTaint removes the not-ready taint from node.
+func (s *Simulator) dropNotReadyTaint(ctx context.Context, node *corev1.Node) (*corev1.Node, error) {
+	nodes := s.client.CoreV1().Nodes()
+	cur := node.DeepCopy()
+	for range conflictRetries {
+		cur.Spec.Taints = slices.DeleteFunc(cur.Spec.Taints, isNotReadyTaint)
+		out, err := nodes.Update(ctx, cur, metav1.UpdateOptions{})
+		if !apierrors.IsConflict(err) {
+			return out, err
+		}
+		if cur, err = nodes.Get(ctx, node.Name, metav1.GetOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("node %q kept changing", node.Name)
+}
+
 // nodeConditions returns the kubelet's node conditions, keeping the
 // transition times of old where the status is unchanged.
 func nodeConditions(old []corev1.NodeCondition, ready bool, now metav1.Time) []corev1.NodeCondition {
@@ -197,7 +221,9 @@ func nodeConditions(old []corev1.NodeCondition, ready bool, now metav1.Time) []c
 // node.kubernetes.io/not-ready:NoSchedule taint (as the node lifecycle
 // controller would add), its Pods' Ready conditions turn False, and on it
 // no Pod starts, exits or finishes terminating, and its Lease is not
-// renewed, until it is Ready again.
+// renewed, until it is Ready again. It returns once the simulator's cache
+// shows the change, so the next scheduling decision sees it (a Pod created
+// after SetNodeReady(ctx, name, false) returns is not bound to the node).
 func (s *Simulator) SetNodeReady(ctx context.Context, name string, ready bool) error {
 	if err := s.checkRunning(); err != nil {
 		return err
@@ -211,44 +237,58 @@ func (s *Simulator) SetNodeReady(ctx context.Context, name string, ready bool) e
 	if n == nil {
 		return fmt.Errorf("%w: %q", ErrUnknownNode, name)
 	}
-	if err := s.writeNodeReady(ctx, name, ready); err != nil {
+	rv, err := s.writeNodeReady(ctx, name, ready)
+	if err != nil {
 		return fmt.Errorf("nodesim: SetNodeReady %q: %w", name, err)
 	}
 	for _, k := range s.podsOn(name) {
 		s.queue.Add(k)
+	}
+	// Scheduling reads the taint from the cache: until it is there, a new
+	// Pod could still be bound to a node that is no longer Ready.
+	if err := s.nodes.WaitForResourceVersion(ctx, rv); err != nil {
+		return fmt.Errorf("nodesim: SetNodeReady %q: %w", name, err)
 	}
 	return nil
 }
 
 var notReadyTaint = corev1.Taint{Key: corev1.TaintNodeNotReady, Effect: corev1.TaintEffectNoSchedule}
 
-func (s *Simulator) writeNodeReady(ctx context.Context, name string, ready bool) error {
+func isNotReadyTaint(t corev1.Taint) bool { return t.MatchTaint(&notReadyTaint) }
+
+// writeNodeReady writes the node's taint and Ready condition and returns
+// the resourceVersion of the last write.
+func (s *Simulator) writeNodeReady(ctx context.Context, name string, ready bool) (string, error) {
 	nodes := s.client.CoreV1().Nodes()
 	for range conflictRetries {
 		cur, err := nodes.Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			return err
+			return "", err
 		}
-		has := slices.ContainsFunc(cur.Spec.Taints, func(t corev1.Taint) bool { return t.MatchTaint(&notReadyTaint) })
+		has := slices.ContainsFunc(cur.Spec.Taints, isNotReadyTaint)
 		if has == ready {
 			if ready {
-				cur.Spec.Taints = slices.DeleteFunc(cur.Spec.Taints, func(t corev1.Taint) bool { return t.MatchTaint(&notReadyTaint) })
+				cur.Spec.Taints = slices.DeleteFunc(cur.Spec.Taints, isNotReadyTaint)
 			} else {
 				cur.Spec.Taints = append(cur.Spec.Taints, notReadyTaint)
 			}
 			if cur, err = nodes.Update(ctx, cur, metav1.UpdateOptions{}); apierrors.IsConflict(err) {
 				continue
 			} else if err != nil {
-				return err
+				return "", err
 			}
 		}
 		cur.Status.Conditions = nodeConditions(cur.Status.Conditions, ready, metav1.NewTime(s.now()))
-		if _, err = nodes.UpdateStatus(ctx, cur, metav1.UpdateOptions{}); apierrors.IsConflict(err) {
+		out, err := nodes.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
 			continue
 		}
-		return err
+		if err != nil {
+			return "", err
+		}
+		return out.ResourceVersion, nil
 	}
-	return fmt.Errorf("node %q kept changing", name)
+	return "", fmt.Errorf("node %q kept changing", name)
 }
 
 // DeleteNode stops simulating a node and deletes its Node and Lease. Its
