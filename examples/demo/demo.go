@@ -9,7 +9,6 @@ package demo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -485,7 +484,7 @@ func (w *watcher) waitComplete(ctx context.Context, name string, generation int6
 		case <-w.changed:
 		case <-tick.C:
 		case <-timer.C:
-			return errors.New("timed out waiting for the rollout to complete")
+			return fmt.Errorf("timed out after %s waiting for the rollout to complete; last seen: %s", timeout, strings.Join(strings.Fields(s.row()), " "))
 		case <-ctx.Done():
 			return ctx.Err()
 		}
