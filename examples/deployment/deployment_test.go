@@ -163,11 +163,11 @@ var _ = Describe("a rolling update", func() {
 				g.Expect(condition(d, appsv1.DeploymentProgressing).Message).To(Equal(`ReplicaSet "` + newRS + `" has successfully progressed.`))
 			}).WithContext(ctx).Should(Succeed())
 		},
-		Entry("integers: surge 1, unavailable 1", 4, "1", "1", int32(1), int32(1)),
-		Entry("surge only: surge 2, unavailable 0", 3, "2", "0", int32(2), int32(0)),
-		Entry("unavailable only: surge 0, unavailable 2", 4, "0", "2", int32(0), int32(2)),
-		Entry("percentages round surge up and unavailable down: 50% and 20% of 6", 6, "50%", "20%", int32(3), int32(1)),
-		Entry("API defaults: 25% and 25% of 5", 5, "", "", int32(2), int32(1)),
+		Entry("integers: surge 1, unavailable 1", int32(4), "1", "1", int32(1), int32(1)),
+		Entry("surge only: surge 2, unavailable 0", int32(3), "2", "0", int32(2), int32(0)),
+		Entry("unavailable only: surge 0, unavailable 2", int32(4), "0", "2", int32(0), int32(2)),
+		Entry("percentages round surge up and unavailable down: 50% and 20% of 6", int32(6), "50%", "20%", int32(3), int32(1)),
+		Entry("API defaults: 25% and 25% of 5", int32(5), "", "", int32(2), int32(1)),
 	)
 })
 
@@ -224,8 +224,13 @@ var _ = Describe("a rollback", func() {
 			d.Annotations = map[string]string{"kubernetes.io/change-cause": "v1"}
 		}))
 		v1 := newRSName(waitComplete(ctx, w.ns, "web"))
-		patchDeployment(ctx, w.ns, "web", map[string]any{"metadata": map[string]any{"annotations": map[string]any{"kubernetes.io/change-cause": "v2"}}})
-		setImage(ctx, w.ns, "web", "registry.example/app:v2")
+		// One change of template and change-cause, as kubectl makes it.
+		patchDeployment(ctx, w.ns, "web", map[string]any{
+			"metadata": map[string]any{"annotations": map[string]any{"kubernetes.io/change-cause": "v2"}},
+			"spec": map[string]any{"template": map[string]any{"spec": map[string]any{
+				"containers": []any{map[string]any{"name": "app", "image": "registry.example/app:v2"}},
+			}}},
+		})
 		waitComplete(ctx, w.ns, "web")
 
 		check := watchInvariants(ctx, w.ns, "web", false)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,6 +47,9 @@ func TestDeployment(t *testing.T) {
 }
 
 var _ = BeforeSuite(func(ctx SpecContext) {
+	// A spec context has no deadline: without this, an Eventually given
+	// one would poll forever.
+	EnforceDefaultTimeoutsWhenUsingContexts()
 	SetDefaultEventuallyTimeout(60 * time.Second)
 	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
 	SetDefaultConsistentlyPollingInterval(50 * time.Millisecond)
@@ -196,9 +200,41 @@ func waitComplete(ctx context.Context, ns, name string) *appsv1.Deployment {
 	var d *appsv1.Deployment
 	Eventually(func(g Gomega) {
 		d = getDeployment(ctx, g, ns, name)
-		g.Expect(deployment.Complete(d)).To(BeTrue(), "rollout complete: %+v", d.Status)
+		g.Expect(deployment.Complete(d)).To(BeTrue(), func() string { return "rollout complete\n" + dump(ctx, ns) })
 	}).WithContext(ctx).Should(Succeed())
 	return d
+}
+
+// dump describes the namespace's Deployments, ReplicaSets and pods, for
+// failure messages.
+func dump(ctx context.Context, ns string) string {
+	var b strings.Builder
+	if ds, err := cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, d := range ds.Items {
+			fmt.Fprintf(&b, "deployment %s gen %d replicas %d paused %v annotations %v\n  status %+v\n", d.Name, d.Generation, *d.Spec.Replicas, d.Spec.Paused, d.Annotations, d.Status)
+		}
+	}
+	if rss, err := cs.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, rs := range rss.Items {
+			owner := "-"
+			if ref := metav1.GetControllerOf(&rs); ref != nil {
+				owner = ref.Name
+			}
+			fmt.Fprintf(&b, "replicaset %s owner %s gen %d spec %d annotations %v\n  status %+v\n", rs.Name, owner, rs.Generation, *rs.Spec.Replicas, rs.Annotations, rs.Status)
+		}
+	}
+	if pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, p := range pods.Items {
+			ready := false
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodReady {
+					ready = c.Status == corev1.ConditionTrue
+				}
+			}
+			fmt.Fprintf(&b, "pod %s phase %s ready %v node %q deleting %v\n", p.Name, p.Status.Phase, ready, p.Spec.NodeName, p.DeletionTimestamp != nil)
+		}
+	}
+	return b.String()
 }
 
 // replicaSets lists the namespace's ReplicaSets by name.
