@@ -3,6 +3,7 @@ package informer_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"strconv"
@@ -22,9 +23,10 @@ import (
 
 // In-memory benchmarks of the informer machinery, capstan against client-go
 // (the anchor) in the same run. Both are fed by the same list and watch
-// functions; every list returns fresh copies, as decoding would, so heap
-// figures count what each informer keeps. No API server and no decoding:
-// the envtest benchmarks in docs/benchmarks/informer.md measure those.
+// functions; every list returns fresh copies, strings included, as decoding
+// would, so heap figures count what each informer keeps. No API server and
+// no decoding: the envtest benchmarks in docs/benchmarks/informer.md
+// measure those.
 
 // benchObjects returns n ConfigMaps of about 1 KiB of data each, with one
 // managedFields entry, as a server-side-applied object has.
@@ -60,6 +62,10 @@ func (m *memSource) list(context.Context, metav1.ListOptions) (*corev1.ConfigMap
 	l := &corev1.ConfigMapList{ListMeta: metav1.ListMeta{ResourceVersion: strconv.Itoa(len(m.items))}, Items: make([]corev1.ConfigMap, len(m.items))}
 	for i := range m.items {
 		m.items[i].DeepCopyInto(&l.Items[i])
+		// DeepCopy shares strings; a decoder would not.
+		for k, v := range l.Items[i].Data {
+			l.Items[i].Data[k] = strings.Clone(v)
+		}
 	}
 	return l, nil
 }
@@ -106,15 +112,16 @@ type benchInformer interface {
 	start(ctx context.Context) (wait func())
 	synced(ctx context.Context) bool
 	len() int
+	get(key string) bool
 }
 
 type capstanBench struct {
 	inf *informer.SharedInformer[*corev1.ConfigMap]
 }
 
-func newCapstan(b *testing.B, m *memSource, keepManagedFields bool) *capstanBench {
+func newCapstan(b *testing.B, m *memSource, keepManagedFields, compact bool) *capstanBench {
 	inf, err := informer.New(informer.NewListWatch[*corev1.ConfigMap](m.list, m.watch, informer.ListWatchOptions{}),
-		informer.Options[*corev1.ConfigMap]{KeepManagedFields: keepManagedFields, Reflector: informer.ReflectorOptions{WatchList: informer.WatchListOff}})
+		informer.Options[*corev1.ConfigMap]{KeepManagedFields: keepManagedFields, Compact: compact, Reflector: informer.ReflectorOptions{WatchList: informer.WatchListOff}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -131,6 +138,10 @@ func (c *capstanBench) start(ctx context.Context) func() {
 }
 func (c *capstanBench) synced(ctx context.Context) bool { return c.inf.WaitForSync(ctx) == nil }
 func (c *capstanBench) len() int                        { return c.inf.Len() }
+func (c *capstanBench) get(key string) bool {
+	_, ok := c.inf.Store().Get(key)
+	return ok
+}
 
 type clientGoBench struct{ inf cache.SharedIndexInformer }
 
@@ -152,6 +163,10 @@ func (c *clientGoBench) synced(ctx context.Context) bool {
 	return cache.WaitFor(ctx, "", c.inf.HasSyncedChecker())
 }
 func (c *clientGoBench) len() int { return len(c.inf.GetStore().ListKeys()) }
+func (c *clientGoBench) get(key string) bool {
+	_, ok, _ := c.inf.GetIndexer().GetByKey(key)
+	return ok
+}
 
 type impl struct {
 	name string
@@ -159,15 +174,18 @@ type impl struct {
 }
 
 var impls = []impl{
-	{"capstan", func(b *testing.B, m *memSource) benchInformer { return newCapstan(b, m, false) }},
+	{"capstan", func(b *testing.B, m *memSource) benchInformer { return newCapstan(b, m, false, false) }},
 	{"clientgo", func(b *testing.B, m *memSource) benchInformer { return newClientGo(m) }},
 }
+
+// compactImpl is the opt-in compact cache.
+var compactImpl = impl{"capstan-compact", func(b *testing.B, m *memSource) benchInformer { return newCapstan(b, m, false, true) }}
 
 // BenchmarkInformerSync: from start to synced, n objects.
 func BenchmarkInformerSync(b *testing.B) {
 	for _, n := range []int{10_000} {
 		m := &memSource{items: benchObjects(n)}
-		for _, im := range impls {
+		for _, im := range append(impls, compactImpl) {
 			b.Run(fmt.Sprintf("impl=%s/n=%d", im.name, n), func(b *testing.B) {
 				for b.Loop() {
 					inf := im.mk(b, m)
@@ -192,7 +210,8 @@ func BenchmarkInformerHeap(b *testing.B) {
 	m := &memSource{items: benchObjects(n)}
 	variants := []impl{
 		{"capstan", impls[0].mk},
-		{"capstan-keepManagedFields", func(b *testing.B, m *memSource) benchInformer { return newCapstan(b, m, true) }},
+		{"capstan-keepManagedFields", func(b *testing.B, m *memSource) benchInformer { return newCapstan(b, m, true, false) }},
+		compactImpl,
 		{"clientgo", impls[1].mk},
 	}
 	for _, im := range variants {
@@ -250,6 +269,47 @@ func BenchmarkInformerUpdateLatency(b *testing.B) {
 			slices.Sort(lat)
 			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+		})
+	}
+}
+
+// BenchmarkInformerGet: one Get by key of a random object among 10k
+// cached ConfigMaps of ~1 KiB, p50 and p99 over the run. For the compact
+// cache almost every Get misses its 64 hot objects and decodes. The source
+// objects are dropped before measuring, so the heap holds what the cache
+// holds (as in a controller, where the source is the API server).
+func BenchmarkInformerGet(b *testing.B) {
+	const n = 10_000
+	for _, im := range append(impls, compactImpl) {
+		b.Run("impl="+im.name, func(b *testing.B) {
+			m := &memSource{items: benchObjects(n)}
+			keys := make([]string, n)
+			for i := range m.items {
+				keys[i] = m.items[i].Namespace + "/" + m.items[i].Name
+			}
+			inf := im.mk(b, m)
+			ctx, cancel := context.WithCancel(context.Background())
+			wait := inf.start(ctx)
+			defer func() { cancel(); wait() }()
+			if !inf.synced(ctx) {
+				b.Fatal("not synced")
+			}
+			m.items = nil
+			rng := rand.New(rand.NewPCG(1, 2))
+			lat := make([]time.Duration, 0, 1<<20)
+			runtime.GC()
+			for b.Loop() {
+				key := keys[rng.IntN(n)]
+				t0 := time.Now()
+				ok := inf.get(key)
+				lat = append(lat, time.Since(t0))
+				if !ok {
+					b.Fatalf("%s not cached", key)
+				}
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
 		})
 	}
 }

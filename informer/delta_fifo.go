@@ -79,6 +79,13 @@ type KnownObjects[T Object] interface {
 
 var _ KnownObjects[Object] = (*Indexer[Object])(nil)
 
+// knownHas is an optional capability of KnownObjects: telling whether a key
+// is known without producing its object (which a compact [Indexer] would
+// decode).
+type knownHas interface {
+	has(key string) bool
+}
+
 // DeltaFIFOOptions configures [NewDeltaFIFO]. The zero value is valid.
 type DeltaFIFOOptions[T Object] struct {
 	// KnownObjects is the cache filled from the popped deltas. Without it,
@@ -137,18 +144,21 @@ type DeltaFIFO[T Object] struct {
 	signal chan struct{}
 
 	known     KnownObjects[T]
+	knownHas  knownHas // known, if it implements knownHas
 	transform func(T) (T, error)
 }
 
 // NewDeltaFIFO returns an empty DeltaFIFO.
 func NewDeltaFIFO[T Object](opts DeltaFIFOOptions[T]) *DeltaFIFO[T] {
-	return &DeltaFIFO[T]{
+	f := &DeltaFIFO[T]{
 		items:     map[string][]Delta[T]{},
 		synced:    make(chan struct{}),
 		signal:    make(chan struct{}, 1),
 		known:     opts.KnownObjects,
 		transform: opts.Transform,
 	}
+	f.knownHas, _ = opts.KnownObjects.(knownHas)
+	return f
 }
 
 // Synced is closed once the first list has been popped; see [DeltaFIFO].
@@ -222,11 +232,17 @@ func (f *DeltaFIFO[T]) Delete(obj T) error {
 	defer f.mu.Unlock()
 	f.markPopulatedLocked()
 	if _, queued := f.items[key]; !queued {
-		if f.known == nil {
+		switch {
+		case f.known == nil:
 			return nil
-		}
-		if _, known := f.known.Get(key); !known {
-			return nil
+		case f.knownHas != nil:
+			if !f.knownHas.has(key) {
+				return nil
+			}
+		default:
+			if _, known := f.known.Get(key); !known {
+				return nil
+			}
 		}
 	}
 	return f.queueLocked(key, Delta[T]{Type: Deleted, Object: obj}, true)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -75,6 +76,16 @@ type FactoryOptions struct {
 	KeepManagedFields bool
 	ResyncCheckPeriod time.Duration
 	Reflector         ReflectorOptions
+	// CompactKinds lists the kinds whose informers (typed, unstructured
+	// and metadata-only alike) keep their objects encoded and decode them
+	// on read: about half the memory, for a decode on each read that is
+	// not of a recently used object (see [Options.Compact]). Choose large,
+	// numerous kinds that are read less often than they change, such as
+	// ConfigMaps, Secrets or Pods in a big cluster.
+	CompactKinds []schema.GroupKind
+	// CompactHotObjects is [Options.CompactHotObjects] for the compact
+	// informers.
+	CompactHotObjects int
 }
 
 // runnable is what the factory needs from an informer of any type.
@@ -148,7 +159,7 @@ func NewFactory(opts FactoryOptions) (*Factory, error) {
 	}, nil
 }
 
-func informerOptions[T Object](f *Factory, name string) Options[T] {
+func informerOptions[T Object](f *Factory, gk schema.GroupKind, name string) Options[T] {
 	return Options[T]{
 		Name:              name,
 		Logger:            f.opts.Logger,
@@ -157,6 +168,8 @@ func informerOptions[T Object](f *Factory, name string) Options[T] {
 		KeepManagedFields: f.opts.KeepManagedFields,
 		ResyncCheckPeriod: f.opts.ResyncCheckPeriod,
 		Reflector:         f.opts.Reflector,
+		Compact:           slices.Contains(f.opts.CompactKinds, gk),
+		CompactHotObjects: f.opts.CompactHotObjects,
 	}
 }
 
@@ -231,7 +244,7 @@ func For[T Object](f *Factory, scope Scope) (*SharedInformer[T], error) {
 		if err != nil {
 			return nil, err
 		}
-		return New[T](NewListWatch[T](lw.list, lw.watch, scope.listWatchOptions()), informerOptions[T](f, informerName(m, scope)))
+		return New[T](NewListWatch[T](lw.list, lw.watch, scope.listWatchOptions()), informerOptions[T](f, gvk.GroupKind(), informerName(m, scope)))
 	})
 }
 
@@ -322,7 +335,7 @@ func ForUnstructured(f *Factory, gvk schema.GroupVersionKind, scope Scope) (*Sha
 			return nil, err
 		}
 		lw := NewDynamicListWatch(f.dynamic, m.Resource, scopedNamespace(m, scope.Namespace), scope.listWatchOptions())
-		return New[*unstructured.Unstructured](lw, informerOptions[*unstructured.Unstructured](f, informerName(m, scope)+"(unstructured)"))
+		return New[*unstructured.Unstructured](lw, informerOptions[*unstructured.Unstructured](f, gvk.GroupKind(), informerName(m, scope)+"(unstructured)"))
 	})
 }
 
@@ -336,7 +349,7 @@ func ForMetadata(f *Factory, gvk schema.GroupVersionKind, scope Scope) (*SharedI
 			return nil, err
 		}
 		lw := NewMetadataListWatch(f.metadata, m.Resource, scopedNamespace(m, scope.Namespace), scope.listWatchOptions())
-		return New[*metav1.PartialObjectMetadata](lw, informerOptions[*metav1.PartialObjectMetadata](f, informerName(m, scope)+"(metadata)"))
+		return New[*metav1.PartialObjectMetadata](lw, informerOptions[*metav1.PartialObjectMetadata](f, gvk.GroupKind(), informerName(m, scope)+"(metadata)"))
 	})
 }
 

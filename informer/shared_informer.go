@@ -46,6 +46,16 @@ type Options[T Object] struct {
 	// dropped before storing: they are often half an object's size and few
 	// controllers read them.
 	KeepManagedFields bool
+	// Compact keeps the cache's objects encoded (protobuf for built-in
+	// types) and decodes them on read, for about half the memory; a small
+	// cache of decoded objects, holding the ones events last delivered,
+	// spares most reads that follow an event the decoding. Handlers still
+	// receive decoded objects. See [IndexerOptions.Compact] for the costs
+	// and the fine print.
+	Compact bool
+	// CompactHotObjects is how many decoded objects a compact cache keeps:
+	// 0 means [DefaultCompactHotObjects], a negative number none.
+	CompactHotObjects int
 	// ResyncCheckPeriod is how often handlers' resync deadlines are checked;
 	// default 1s.
 	ResyncCheckPeriod time.Duration
@@ -145,13 +155,17 @@ func New[T Object](lw ListerWatcher[T], opts Options[T]) (*SharedInformer[T], er
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
-	idx, err := NewIndexer(IndexerOptions[T]{Indexers: opts.Indexers})
+	log := opts.Logger.WithValues("informer", opts.Name)
+	idx, err := newIndexer(IndexerOptions[T]{Indexers: opts.Indexers, Compact: opts.Compact, CompactHotObjects: opts.CompactHotObjects},
+		func(key string, err error) {
+			log.Error(err, "Compact cache could not encode or decode an object", "key", key)
+		})
 	if err != nil {
-		return nil, fmt.Errorf("informer: Options.Indexers: %w", err)
+		return nil, fmt.Errorf("informer: Options: %w", err)
 	}
 	s := &SharedInformer[T]{
 		opts:     opts,
-		log:      opts.Logger.WithValues("informer", opts.Name),
+		log:      log,
 		indexer:  idx,
 		lister:   NewLister(idx),
 		syncedCh: make(chan struct{}),
@@ -261,12 +275,16 @@ func (s *SharedInformer[T]) Len() int { return s.indexer.Len() }
 // protobuf size for built-in types, an estimate of the JSON size for
 // unstructured objects, 0 for types with neither. It measures a sample of
 // at most 512 objects and scales by the count, so it costs the same at any
-// cache size and nothing on the event path.
+// cache size and nothing on the event path. For a compact cache it is
+// exact: the bytes of the encoded objects and their keys.
 func (s *SharedInformer[T]) ApproxBytes() int64 {
 	const sample = 512
 	x := s.indexer
 	x.mu.RLock()
 	defer x.mu.RUnlock()
+	if x.c != nil {
+		return x.c.bytes
+	}
 	n, total := 0, 0
 	for _, obj := range x.items {
 		if n == sample {
@@ -466,17 +484,26 @@ func (s *SharedInformer[T]) Run(ctx context.Context) error {
 // handlers. It runs under the FIFO's lock.
 func (s *SharedInformer[T]) process(key string, deltas []Delta[T], isInInitialList bool) error {
 	s.hmu.RLock()
+	// Without handlers, a compact cache need not decode previous objects.
+	needOld := len(s.listeners) > 0
 	for _, d := range deltas {
-		switch d.Type {
-		case Deleted:
-			s.indexer.Delete(key)
+		switch {
+		case d.Type == Deleted:
+			s.indexer.remove(key)
 			s.distribute(notification[T]{kind: notifyDelete, obj: d.Object, flag: d.FinalStateUnknown}, false)
+		case d.Type == Sync && s.indexer.has(key):
+			// The object came from the cache, which has not changed it
+			// since (the key was queued with no other delta): nothing to
+			// store.
+			s.distribute(notification[T]{kind: notifyUpdate, old: d.Object, obj: d.Object}, true)
 		default:
-			old, existed := s.indexer.Set(key, d.Object)
-			if existed {
+			old, existed := s.indexer.set(key, d.Object, needOld)
+			switch {
+			case !needOld: // no handler to tell
+			case existed:
 				isSync := old.GetResourceVersion() == d.Object.GetResourceVersion()
 				s.distribute(notification[T]{kind: notifyUpdate, old: old, obj: d.Object}, isSync)
-			} else {
+			default:
 				s.distribute(notification[T]{kind: notifyAdd, obj: d.Object, flag: isInInitialList}, false)
 			}
 		}
