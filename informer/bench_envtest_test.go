@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -107,6 +109,7 @@ type envInformer struct {
 	start   func(ctx context.Context) (wait func())
 	synced  func(ctx context.Context) bool
 	len     func() int
+	get     func(key string) bool
 	updates func(func(*corev1.ConfigMap))
 }
 
@@ -125,19 +128,11 @@ func envImpls() []struct {
 	mk   func(b *testing.B, cfg *rest.Config, ns string) envInformer
 } {
 	capstanFactory := func(b *testing.B, cfg *rest.Config, ns string) envInformer {
-		f, err := informer.NewFactory(informer.FactoryOptions{Config: withContentType(cfg, "")})
-		if err != nil {
-			b.Fatal(err)
-		}
-		inf, err := informer.For[*corev1.ConfigMap](f, informer.Scope{Namespace: ns})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return capstanEnv(inf, func(ctx context.Context) func() {
-			done := make(chan struct{})
-			go func() { _ = f.Run(ctx); close(done) }()
-			return func() { <-done }
-		})
+		return capstanFactoryWith(b, informer.FactoryOptions{Config: withContentType(cfg, "")}, ns)
+	}
+	capstanCompact := func(b *testing.B, cfg *rest.Config, ns string) envInformer {
+		return capstanFactoryWith(b, informer.FactoryOptions{Config: withContentType(cfg, ""),
+			CompactKinds: []schema.GroupKind{{Kind: "ConfigMap"}}}, ns)
 	}
 	capstanJSON := func(b *testing.B, cfg *rest.Config, ns string) envInformer {
 		cms := kubernetes.NewForConfigOrDie(withContentType(cfg, k8sruntime.ContentTypeJSON)).CoreV1().ConfigMaps(ns)
@@ -163,6 +158,10 @@ func envImpls() []struct {
 				},
 				synced: func(ctx context.Context) bool { return cache.WaitFor(ctx, "", inf.HasSyncedChecker()) },
 				len:    func() int { return len(inf.GetStore().ListKeys()) },
+				get: func(key string) bool {
+					_, ok, _ := inf.GetIndexer().GetByKey(key)
+					return ok
+				},
 				updates: func(fn func(*corev1.ConfigMap)) {
 					_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{UpdateFunc: func(_, o any) { fn(o.(*corev1.ConfigMap)) }})
 				},
@@ -174,10 +173,27 @@ func envImpls() []struct {
 		mk   func(b *testing.B, cfg *rest.Config, ns string) envInformer
 	}{
 		{"capstan", capstanFactory},
+		{"capstan-compact", capstanCompact},
 		{"capstan-json", capstanJSON},
 		{"clientgo", clientgo("")},
 		{"clientgo-protobuf", clientgo(k8sruntime.ContentTypeProtobuf)},
 	}
+}
+
+func capstanFactoryWith(b *testing.B, opts informer.FactoryOptions, ns string) envInformer {
+	f, err := informer.NewFactory(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	inf, err := informer.For[*corev1.ConfigMap](f, informer.Scope{Namespace: ns})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return capstanEnv(inf, func(ctx context.Context) func() {
+		done := make(chan struct{})
+		go func() { _ = f.Run(ctx); close(done) }()
+		return func() { <-done }
+	})
 }
 
 func capstanEnv(inf *informer.SharedInformer[*corev1.ConfigMap], start func(context.Context) func()) envInformer {
@@ -185,6 +201,10 @@ func capstanEnv(inf *informer.SharedInformer[*corev1.ConfigMap], start func(cont
 		start:  start,
 		synced: func(ctx context.Context) bool { return inf.WaitForSync(ctx) == nil },
 		len:    inf.Len,
+		get: func(key string) bool {
+			_, ok := inf.Store().Get(key)
+			return ok
+		},
 		updates: func(fn func(*corev1.ConfigMap)) {
 			_, _ = inf.AddHandler(informer.HandlerFuncs[*corev1.ConfigMap]{UpdateFunc: func(_, o *corev1.ConfigMap) { fn(o) }}, informer.HandlerOptions{})
 		},
@@ -225,6 +245,47 @@ func BenchmarkEnvtestSync(b *testing.B) {
 				}
 				b.ReportMetric(cpu/float64(runs), "cpu-s/op")
 				b.ReportMetric(heap/float64(runs), "B/obj")
+			})
+		}
+	}
+}
+
+// BenchmarkEnvtestGet: one Get by key of a random cached ConfigMap (of
+// the n synced), p50 and p99 over the run; for the compact cache almost
+// every Get misses its hot objects and decodes.
+func BenchmarkEnvtestGet(b *testing.B) {
+	e := env(b)
+	for _, n := range sizes(b) {
+		ns := populate(b, e.Config(), n)
+		keys := make([]string, n)
+		for i := range keys {
+			keys[i] = ns + "/cm-" + strconv.Itoa(i)
+		}
+		for _, im := range envImpls() {
+			if strings.HasSuffix(im.name, "-json") || strings.HasSuffix(im.name, "-protobuf") {
+				continue // the codec does not matter once cached
+			}
+			b.Run(fmt.Sprintf("impl=%s/n=%d", im.name, n), func(b *testing.B) {
+				inf := im.mk(b, e.Config(), ns)
+				ctx, cancel := context.WithCancel(context.Background())
+				wait := inf.start(ctx)
+				defer func() { cancel(); wait() }()
+				if !inf.synced(ctx) || inf.len() != n {
+					b.Fatalf("got %d cached, want %d", inf.len(), n)
+				}
+				rng := rand.New(rand.NewPCG(1, 2))
+				lat := make([]time.Duration, 0, 1<<20)
+				runtime.GC()
+				for b.Loop() {
+					key := keys[rng.IntN(n)]
+					t0 := time.Now()
+					ok := inf.get(key)
+					lat = append(lat, time.Since(t0))
+					if !ok {
+						b.Fatalf("%s not cached", key)
+					}
+				}
+				reportGetLatency(b, lat)
 			})
 		}
 	}

@@ -1,8 +1,10 @@
 package informer_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -15,7 +17,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/capstan-io/capstan/informer"
 	"github.com/capstan-io/capstan/informer/informertest"
@@ -250,5 +256,142 @@ func TestCompactInformerRejectsInterfaceType(t *testing.T) {
 	_, err := informer.New[informer.Object](src, informer.Options[informer.Object]{Compact: true})
 	if err == nil || !strings.Contains(err.Error(), "Compact") {
 		t.Errorf("got %v, want an error naming Compact", err)
+	}
+}
+
+// TestIntegrationFactoryCompact: a Factory with ConfigMap in CompactKinds
+// serves compact typed, unstructured and metadata informers that answer
+// exactly as a default Factory's while the server changes.
+func TestIntegrationFactoryCompact(t *testing.T) {
+	e := env(t)
+	cs := kubernetes.NewForConfigOrDie(e.Config())
+	ns := namespace(t, cs)
+	cms := cs.CoreV1().ConfigMaps(ns)
+	for i := range 30 {
+		_, err := cms.Create(t.Context(), &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: "cm-" + strconv.Itoa(i), Labels: map[string]string{"app": []string{"x", "y"}[i%2]}},
+			Data:       map[string]string{"n": strconv.Itoa(i)},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	type informers struct {
+		typed *informer.SharedInformer[*corev1.ConfigMap]
+		unstr *informer.SharedInformer[*unstructured.Unstructured]
+		meta  *informer.SharedInformer[*metav1.PartialObjectMetadata]
+		ev    *perKey
+	}
+	gvk := corev1.SchemeGroupVersion.WithKind("ConfigMap")
+	start := func(compact []schema.GroupKind) informers {
+		f, err := informer.NewFactory(informer.FactoryOptions{Config: e.Config(), CompactKinds: compact})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var in informers
+		if in.typed, err = informer.For[*corev1.ConfigMap](f, informer.Scope{Namespace: ns}); err != nil {
+			t.Fatal(err)
+		}
+		if in.unstr, err = informer.ForUnstructured(f, gvk, informer.Scope{Namespace: ns}); err != nil {
+			t.Fatal(err)
+		}
+		if in.meta, err = informer.ForMetadata(f, gvk, informer.Scope{Namespace: ns}); err != nil {
+			t.Fatal(err)
+		}
+		in.ev = &perKey{}
+		if _, err := in.typed.AddHandler(in.ev.handler(), informer.HandlerOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- f.Run(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Factory.Run: %v", err)
+			}
+		})
+		if err := f.WaitForCacheSync(deadline(t, time.Minute)); err != nil {
+			t.Fatalf("WaitForCacheSync: %v", err)
+		}
+		return in
+	}
+	def := start(nil)
+	cmp := start([]schema.GroupKind{gvk.GroupKind()})
+	if cmp.typed.ApproxBytes() <= 0 {
+		t.Errorf("got ApproxBytes %d for a compact informer with 30 objects", cmp.typed.ApproxBytes())
+	}
+
+	// Change the server: updates (data and labels), deletes, creates.
+	var lastRV string
+	for i := range 30 {
+		name := "cm-" + strconv.Itoa(i)
+		switch i % 3 {
+		case 0:
+			patch := fmt.Sprintf(`{"metadata":{"labels":{"app":"z"}},"data":{"n":"u%d"}}`, i)
+			o, err := cms.Patch(t.Context(), name, "application/merge-patch+json", []byte(patch), metav1.PatchOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			lastRV = o.ResourceVersion
+		case 1:
+			if err := cms.Delete(t.Context(), name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	o, err := cms.Create(t.Context(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "late"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastRV = o.ResourceVersion
+	for _, in := range []informers{def, cmp} {
+		ctx := deadline(t, time.Minute)
+		for _, w := range []interface {
+			WaitForResourceVersion(context.Context, string) error
+		}{in.typed, in.unstr, in.meta} {
+			if err := w.WaitForResourceVersion(ctx, lastRV); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	diffWithServer(t, cs, ns, cmp.typed)
+
+	sel := labels.SelectorFromSet(labels.Set{"app": "z"})
+	sortByName := func(s []*corev1.ConfigMap) []*corev1.ConfigMap {
+		sort.Slice(s, func(i, j int) bool { return s[i].Name < s[j].Name })
+		return s
+	}
+	for _, c := range []struct {
+		what     string
+		def, cmp []*corev1.ConfigMap
+	}{
+		{"List", def.typed.Lister().List(nil), cmp.typed.Lister().List(nil)},
+		{"ListNamespace(app=z)", def.typed.Lister().ListNamespace(ns, sel), cmp.typed.Lister().ListNamespace(ns, sel)},
+	} {
+		if a, b := sortByName(c.def), sortByName(c.cmp); len(a) == 0 || !equality.Semantic.DeepEqual(a, b) {
+			t.Errorf("typed %s: default has %d objects, compact %d, or they differ", c.what, len(a), len(b))
+		}
+	}
+	if got := len(cmp.typed.Lister().ListNamespace(ns, sel)); got != 10 {
+		t.Errorf("got %d ConfigMaps labelled app=z, want 10", got)
+	}
+	for i := range 30 {
+		name := "cm-" + strconv.Itoa(i)
+		a, aok := def.unstr.Lister().Get(ns, name)
+		b, bok := cmp.unstr.Lister().Get(ns, name)
+		if aok != bok || (aok && !reflect.DeepEqual(a, b)) {
+			t.Errorf("unstructured %s: default %v (%v), compact %v (%v)", name, a, aok, b, bok)
+		}
+		ma, aok := def.meta.Lister().Get(ns, name)
+		mb, bok := cmp.meta.Lister().Get(ns, name)
+		if aok != bok || (aok && !equality.Semantic.DeepEqual(ma, mb)) {
+			t.Errorf("metadata %s: default %v (%v), compact %v (%v)", name, ma, aok, mb, bok)
+		}
+	}
+	// Handlers saw the same changes, with the same old and new objects.
+	want, got := def.ev.take(), cmp.ev.take()
+	if len(want) == 0 || !reflect.DeepEqual(want, got) {
+		t.Errorf("handler events differ:\ndefault %v\ncompact %v", want, got)
 	}
 }

@@ -237,7 +237,7 @@ func (s *compactStore[T]) set(key string, h uint64, obj T) (stored string, exist
 	ns := namespaceOfKey(key)
 	t := s.tables[ns]
 	if t == nil {
-		t = newEntryTable(1)
+		t = newEntryTable()
 		s.tables[strings.Clone(ns)] = t
 	}
 	i, found := t.find(key, h)
@@ -331,12 +331,13 @@ type entryTable struct {
 
 const tombstone = "\x00"
 
-func newEntryTable(n int) *entryTable {
-	size := 4
-	for size*3 < n*4+4 { // keep the load under 3/4
-		size *= 2
-	}
-	return &entryTable{slots: make([]string, size)}
+// Table sizes: a table grows by doubling when three quarters of its slots
+// are used or deleted (so its load stays between 3/8 and 3/4: about 27
+// bytes of slots per entry) and halves when under an eighth is used.
+const minTableSize = 4
+
+func newEntryTable() *entryTable {
+	return &entryTable{slots: make([]string, minTableSize)}
 }
 
 // find returns the slot holding key, or the slot where it would be put.
@@ -376,7 +377,11 @@ func (t *entryTable) put(i int, e string, seed maphash.Seed) {
 	}
 	t.slots[i] = e
 	if (t.used+t.tombs)*4 >= len(t.slots)*3 {
-		t.rehash(t.used*2, seed)
+		size := len(t.slots)
+		if t.used*2 >= size {
+			size *= 2 // else mostly tombstones: clear them at the same size
+		}
+		t.rehash(size, seed)
 	}
 }
 
@@ -385,28 +390,28 @@ func (t *entryTable) remove(i int, seed maphash.Seed) {
 	t.slots[i] = tombstone
 	t.used--
 	t.tombs++
-	if len(t.slots) > 8 && t.used*8 < len(t.slots) {
-		t.rehash(t.used*2, seed)
+	if len(t.slots) > minTableSize && t.used*8 < len(t.slots) {
+		t.rehash(len(t.slots)/2, seed)
 	}
 }
 
-func (t *entryTable) rehash(n int, seed maphash.Seed) {
+func (t *entryTable) rehash(size int, seed maphash.Seed) {
 	old := t.slots
-	nt := newEntryTable(n)
-	mask := uint64(len(nt.slots) - 1)
+	t.slots = make([]string, size)
+	t.used, t.tombs = 0, 0
+	mask := uint64(size - 1)
 	for _, e := range old {
 		if len(e) < 2 {
 			continue
 		}
 		k, _ := entryKey(e)
 		i := maphash.String(seed, k) & mask
-		for nt.slots[i] != "" {
+		for t.slots[i] != "" {
 			i = (i + 1) & mask
 		}
-		nt.slots[i] = e
-		nt.used++
+		t.slots[i] = e
+		t.used++
 	}
-	*t = *nt
 }
 
 func (t *entryTable) each(fn func(e string) bool) bool {
