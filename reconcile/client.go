@@ -23,6 +23,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/util/flowcontrol"
 
 	"github.com/capstan-io/capstan/informer"
 	"github.com/capstan-io/capstan/internal/restclient"
@@ -89,6 +90,31 @@ func (s *StaticClientSource) RESTMapper() meta.RESTMapper { return s.mapper }
 
 // Informers returns the informer factory, possibly nil.
 func (s *StaticClientSource) Informers() *informer.Factory { return s.factory }
+
+// RateLimited returns a ClientSource like src whose Config carries one
+// client-side rate limiter of qps requests per second with burst, shared by
+// every client built from it. client-go gives each REST client built from a
+// config with QPS its own token bucket, so clients made separately from one
+// config do not share a budget; kube-controller-manager gives each of its
+// controllers one clientset and so one budget, and RateLimited is how a
+// capstan controller gets the same. qps <= 0 returns src unchanged.
+func RateLimited(src ClientSource, qps float32, burst int) ClientSource {
+	if qps <= 0 {
+		return src
+	}
+	return &rateLimitedSource{ClientSource: src, limiter: flowcontrol.NewTokenBucketRateLimiter(qps, max(burst, 1))}
+}
+
+type rateLimitedSource struct {
+	ClientSource
+	limiter flowcontrol.RateLimiter
+}
+
+func (s *rateLimitedSource) Config() *rest.Config {
+	cfg := rest.CopyConfig(s.ClientSource.Config())
+	cfg.RateLimiter = s.limiter
+	return cfg
+}
 
 // ListOptions select the objects List returns from the cache. The zero
 // value lists every object.

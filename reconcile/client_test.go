@@ -162,3 +162,27 @@ func TestClientGroupVersionKindOfCRDType(t *testing.T) {
 		t.Errorf("got %v, want %v", got, want)
 	}
 }
+
+// TestRateLimitedSharesOneLimiter: every config RateLimited hands out
+// carries the same limiter, so all clients built from it share one budget;
+// qps <= 0 leaves the source as it is.
+func TestRateLimitedSharesOneLimiter(t *testing.T) {
+	src, err := reconcile.NewClientSource(&rest.Config{Host: "https://127.0.0.1:1"}, nil, meta.NewDefaultRESTMapper(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limited := reconcile.RateLimited(src, 5, 10)
+	a, b := limited.Config(), limited.Config()
+	if a.RateLimiter == nil || a.RateLimiter != b.RateLimiter {
+		t.Fatalf("RateLimiter of two configs: got %v and %v, want one shared limiter", a.RateLimiter, b.RateLimiter)
+	}
+	if got := a.RateLimiter.QPS(); got != 5 {
+		t.Errorf("limiter QPS: got %v, want 5", got)
+	}
+	if src.Config().RateLimiter != nil {
+		t.Error("RateLimited changed the source's own config")
+	}
+	if got := reconcile.RateLimited(src, 0, 10); got != reconcile.ClientSource(src) {
+		t.Errorf("RateLimited(src, 0, 10): got %T, want src itself", got)
+	}
+}

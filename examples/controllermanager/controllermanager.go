@@ -12,10 +12,11 @@
 //
 // `capstan controller-manager` is this package behind command-line flags.
 //
-// Differences from kube-controller-manager: the controllers share one
-// client and so one rate limiter (kube-controller-manager gives each
-// controller its own client with the same QPS/burst); metrics and probes
-// are plain HTTP on their own addresses, not behind its secure port.
+// As in kube-controller-manager, each controller's API requests share one
+// client-side rate limit of QPS/Burst of its own (reconcile.RateLimited);
+// the shared informers and the event recorder have theirs. Difference:
+// metrics and probes are plain HTTP on their own addresses, not behind its
+// secure port.
 package controllermanager
 
 import (
@@ -50,18 +51,26 @@ const (
 // controller is one reference controller this package can run.
 type controller struct {
 	name  string
-	start func(mgr *reconcile.Manager, workers int, log logr.Logger) error
+	start func(mgr *reconcile.Manager, c settings) error
+}
+
+// settings are what every controller is started with.
+type settings struct {
+	workers int
+	qps     float32
+	burst   int
+	log     logr.Logger
 }
 
 // all lists the controllers in the order they are started, each on by
 // default as in kube-controller-manager.
 var all = []controller{
-	{"deployment", func(mgr *reconcile.Manager, workers int, log logr.Logger) error {
-		_, err := deployment.New(mgr, deployment.Options{Workers: workers, Logger: log})
+	{"deployment", func(mgr *reconcile.Manager, c settings) error {
+		_, err := deployment.New(mgr, deployment.Options{Workers: c.workers, Logger: c.log, QPS: c.qps, Burst: c.burst})
 		return err
 	}},
-	{"replicaset", func(mgr *reconcile.Manager, workers int, log logr.Logger) error {
-		_, err := replicaset.New(mgr, replicaset.Options{Workers: workers, Logger: log})
+	{"replicaset", func(mgr *reconcile.Manager, c settings) error {
+		_, err := replicaset.New(mgr, replicaset.Options{Workers: c.workers, Logger: c.log, QPS: c.qps, Burst: c.burst})
 		return err
 	}},
 }
@@ -89,8 +98,10 @@ type Options struct {
 	// ConcurrentSyncs is the number of workers per controller, by name;
 	// default DefaultConcurrentSyncs.
 	ConcurrentSyncs map[string]int
-	// QPS and Burst limit the requests to the API server; defaults 20 and
-	// 30 (kube-controller-manager's). A negative QPS turns the limit off.
+	// QPS and Burst limit each controller's requests to the API server
+	// (one budget per controller, another for the shared informers, as in
+	// kube-controller-manager); defaults 20 and 30, its own. A negative QPS
+	// turns the limits off.
 	QPS   float32
 	Burst int
 
@@ -233,7 +244,7 @@ func NewManager(opts Options) (*reconcile.Manager, error) {
 		if workers == 0 {
 			workers = DefaultConcurrentSyncs
 		}
-		if err := c.start(mgr, workers, opts.Logger.WithName(c.name)); err != nil {
+		if err := c.start(mgr, settings{workers: workers, qps: opts.QPS, burst: opts.Burst, log: opts.Logger.WithName(c.name)}); err != nil {
 			return nil, fmt.Errorf("controllermanager: starting controller %q: %w", c.name, err)
 		}
 		opts.Logger.Info("Controller registered", "controller", c.name, "workers", workers)

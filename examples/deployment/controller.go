@@ -29,6 +29,13 @@ type Options struct {
 	// Clock tells the time of conditions and progress deadlines. Default
 	// the real clock.
 	Clock clock.PassiveClock
+	// QPS and Burst give the controller's API writes a client-side rate
+	// limit of their own (one token bucket for all its clients, as
+	// kube-controller-manager gives each controller one clientset). Zero:
+	// the Manager's configuration as it is (each client gets its config's
+	// limit).
+	QPS   float32
+	Burst int
 }
 
 const (
@@ -91,13 +98,14 @@ func New(mgr *reconcile.Manager, opts Options) (*reconcile.Controller, error) {
 		return nil, err
 	}
 	r := &reconciler{clock: opts.Clock}
-	if r.deployments, err = reconcile.ClientFor[*appsv1.Deployment](mgr); err != nil {
+	clients := reconcile.RateLimited(mgr, opts.QPS, opts.Burst)
+	if r.deployments, err = reconcile.ClientFor[*appsv1.Deployment](clients); err != nil {
 		return nil, fmt.Errorf("deployment: %w", err)
 	}
-	if r.replicaSets, err = reconcile.ClientFor[*appsv1.ReplicaSet](mgr); err != nil {
+	if r.replicaSets, err = reconcile.ClientFor[*appsv1.ReplicaSet](clients); err != nil {
 		return nil, fmt.Errorf("deployment: %w", err)
 	}
-	if r.pods, err = reconcile.ClientFor[*corev1.Pod](mgr); err != nil {
+	if r.pods, err = reconcile.ClientFor[*corev1.Pod](clients); err != nil {
 		return nil, fmt.Errorf("deployment: %w", err)
 	}
 	if r.events, err = mgr.EventRecorder(eventComponent); err != nil {

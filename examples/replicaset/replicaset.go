@@ -61,6 +61,13 @@ type Options struct {
 	// Logger receives the controller's logs. Default:
 	// mgr.Logger().WithName("replicaset").
 	Logger logr.Logger
+	// QPS and Burst give the controller's API writes a client-side rate
+	// limit of their own (one token bucket for all its clients, as
+	// kube-controller-manager gives each controller one clientset). Zero:
+	// the Manager's configuration as it is (each client gets its config's
+	// limit).
+	QPS   float32
+	Burst int
 }
 
 func (o Options) withDefaults(mgr *reconcile.Manager) (Options, error) {
@@ -101,11 +108,12 @@ func New(mgr *reconcile.Manager, opts Options) (*reconcile.Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replicaset: %w", err)
 	}
-	rsClient, err := reconcile.ClientFor[*appsv1.ReplicaSet](mgr)
+	clients := reconcile.RateLimited(mgr, opts.QPS, opts.Burst)
+	rsClient, err := reconcile.ClientFor[*appsv1.ReplicaSet](clients)
 	if err != nil {
 		return nil, fmt.Errorf("replicaset: %w", err)
 	}
-	podClient, err := reconcile.ClientFor[*corev1.Pod](mgr)
+	podClient, err := reconcile.ClientFor[*corev1.Pod](clients)
 	if err != nil {
 		return nil, fmt.Errorf("replicaset: %w", err)
 	}
