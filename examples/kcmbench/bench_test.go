@@ -22,7 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/util/flowcontrol"
 
 	"github.com/capstan-io/capstan/envtest"
 	"github.com/capstan-io/capstan/envtest/nodesim"
@@ -43,16 +42,13 @@ const envEnabled = "CAPSTAN_KCMBENCH"
 
 func enabled() bool { return *flagEnabled || os.Getenv(envEnabled) == "1" }
 
-// The subjects. implCapstanShared is capstan with one token bucket for all
-// its requests (rest.Config.RateLimiter), where controllermanager.Run gives
-// each of its REST clients a bucket of its own; see the package doc.
+// The subjects.
 const (
-	implKCM           = "kcm"
-	implCapstan       = "capstan"
-	implCapstanShared = "capstan-sharedlimiter"
+	implKCM     = "kcm"
+	implCapstan = "capstan"
 )
 
-var allImpls = []string{implKCM, implCapstan, implCapstanShared}
+var allImpls = []string{implKCM, implCapstan}
 
 // benchAgent is the user agent of the benchmark's own requests, which are
 // never counted.
@@ -267,9 +263,6 @@ func runOnce(ctx context.Context, sc scenario, set setting, impl string) (res re
 	r := &run{replicas: sc.replicas, timeout: *flagTimeout, auditLog: auditLog, agent: agent}
 	if impl != implKCM {
 		cmCfg := env.Config() // no user agent: Run sets agentCapstan
-		if impl == implCapstanShared {
-			cmCfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(set.qps, set.burst)
-		}
 		mctx, cancel := context.WithCancel(ctx)
 		stopped := make(chan struct{})
 		var runErr error

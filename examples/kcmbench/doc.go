@@ -32,9 +32,6 @@
 //   - impl=capstan: controllermanager.Run in the benchmark's process with
 //     the same QPS and Burst, DefaultConcurrentSyncs (5) workers per
 //     controller, LeaderElect false.
-//   - impl=capstan-sharedlimiter (only when asked for with -kcmbench-impl):
-//     the same, with one token bucket of QPS/burst for all its requests
-//     (rest.Config.RateLimiter); see Caveats for why.
 //
 // Every run has a control plane of its own (a fresh envtest: etcd,
 // kube-apiserver and, for kcm, kube-controller-manager), so nothing is
@@ -86,23 +83,18 @@
 //
 //   - -kcmbench-scale 0.1 multiplies the replica counts (replicaset50,
 //     deployment10): a quick check that everything works.
-//   - -kcmbench-impl chooses the subjects (default kcm,capstan; add
-//     capstan-sharedlimiter for the third); filtering with
+//   - -kcmbench-impl chooses the subjects (default kcm,capstan); filtering with
 //     -bench '.../impl=kcm' alone would still run them all and hide some.
 //   - -kcmbench-timeout bounds each wait of a run (default 10m).
 //
 // # Caveats
 //
-//   - The client-side limits differ in shape. kube-controller-manager
+//   - The client-side limits have the same shape: kube-controller-manager
 //     gives each controller one client, so one token bucket of QPS/burst
-//     for all its writes, events included (plus one for its informers).
-//     controllermanager.Run hands one rest.Config to every client, and
-//     client-go makes a bucket per REST client: capstan's controllers get
-//     one per typed client (ReplicaSets, Pods, Deployments, per
-//     controller) and one for events. At qps=20 capstan thus has several
-//     times kcm's budget; impl=capstan-sharedlimiter runs it with a single
-//     bucket instead (kcm's budget in replicaset500, half of it in
-//     deployment100, where kcm has two controllers' buckets).
+//     for its requests, and controllermanager gives each capstan controller
+//     one (reconcile.RateLimited). One difference remains: kcm's events go
+//     through each controller's bucket, capstan's through the Manager's
+//     event recorder, whose client has a bucket of its own.
 //   - capstan runs in the benchmark's process, beside the benchmark's
 //     informers and the node simulator; kube-controller-manager is a
 //     process of its own. All share the machine with etcd and
