@@ -109,17 +109,19 @@ type factoryKey struct {
 // starts those created before it and, until its context ends, those created
 // after.
 type Factory struct {
-	opts      FactoryOptions
-	log       logr.Logger
-	codecs    serializer.CodecFactory
-	dynamic   dynamic.Interface
-	metadata  metadata.Interface
-	mu        sync.Mutex
-	informers map[factoryKey]runnable
-	order     []runnable
-	pending   []runnable
-	running   bool
-	wake      chan struct{}
+	opts FactoryOptions
+	log  logr.Logger
+	// serializer decodes typed objects: the scheme's codecs without
+	// conversion, with direct protobuf decoding.
+	serializer runtime.NegotiatedSerializer
+	dynamic    dynamic.Interface
+	metadata   metadata.Interface
+	mu         sync.Mutex
+	informers  map[factoryKey]runnable
+	order      []runnable
+	pending    []runnable
+	running    bool
+	wake       chan struct{}
 }
 
 // NewFactory returns a Factory. It does not contact the API server.
@@ -149,13 +151,13 @@ func NewFactory(opts FactoryOptions) (*Factory, error) {
 		return nil, fmt.Errorf("informer: FactoryOptions.Config: %w", err)
 	}
 	return &Factory{
-		opts:      opts,
-		log:       opts.Logger,
-		codecs:    serializer.NewCodecFactory(opts.Scheme),
-		dynamic:   dyn,
-		metadata:  md,
-		informers: map[factoryKey]runnable{},
-		wake:      make(chan struct{}, 1),
+		opts:       opts,
+		log:        opts.Logger,
+		serializer: withDirectProtobuf(serializer.NewCodecFactory(opts.Scheme).WithoutConversion(), opts.Scheme),
+		dynamic:    dyn,
+		metadata:   md,
+		informers:  map[factoryKey]runnable{},
+		wake:       make(chan struct{}, 1),
 	}, nil
 }
 
@@ -295,7 +297,7 @@ type typedLW struct {
 }
 
 func (f *Factory) typedListWatch(gvk schema.GroupVersionKind, m *meta.RESTMapping, scope Scope, protobuf bool) (*typedLW, error) {
-	rc, err := restclient.For(f.opts.Config, gvk.GroupVersion(), f.codecs.WithoutConversion(), protobuf)
+	rc, err := restclient.For(f.opts.Config, gvk.GroupVersion(), f.serializer, protobuf)
 	if err != nil {
 		return nil, fmt.Errorf("informer: kind %s: %w", gvk, err)
 	}
