@@ -56,18 +56,19 @@ type Reader[T Object] interface {
 // and what it changes.
 type Indexer[T Object] struct {
 	mu sync.RWMutex
-	// items maps key to object; nil when compact. Guarded by mu.
-	items map[string]T
-	// c holds the objects of a compact Indexer (nil otherwise). Its
-	// per-namespace tables are the namespace index, which then has no
-	// entry in indices or order. Guarded by mu.
+	// Exactly one of p and c holds the objects: p by default, c when
+	// compact. Both keep objects by namespace, which makes the namespace
+	// index: it has no entry in indices or order. Guarded by mu.
+	p *plainStore[T]
 	c *compactStore[T]
-	// indexers and indices are guarded by mu; indices[name][value] is the
-	// set of keys whose object has value under index name.
+	// indexers (every index, NamespaceIndex included) and indices (the
+	// others: indices[name][value] is the set of keys whose object has
+	// value under index name) are guarded by mu.
 	indexers map[string]IndexFunc[T]
 	indices  map[string]map[string]map[string]struct{}
-	// order lists the indexes for the write path, which iterates a slice
-	// rather than a map (map iteration costs a random seed each time).
+	// order lists the indexes other than the namespace index for the
+	// write path, which iterates a slice rather than a map (map iteration
+	// costs a random seed each time).
 	order []namedIndex[T]
 }
 
@@ -138,10 +139,7 @@ func newIndexer[T Object](opts IndexerOptions[T], onError func(key string, err e
 			return nil, fmt.Errorf("informer: IndexerOptions.Compact: %w", err)
 		}
 	} else {
-		nsIdx := map[string]map[string]struct{}{}
-		x.items = map[string]T{}
-		x.indices[NamespaceIndex] = nsIdx
-		x.order = []namedIndex[T]{{fn: namespaceIndexFunc[T], idx: nsIdx}}
+		x.p = newPlainStore[T]()
 	}
 	if err := x.AddIndexers(opts.Indexers); err != nil {
 		return nil, fmt.Errorf("informer: IndexerOptions.Indexers: %w", err)
@@ -186,11 +184,11 @@ func (x *Indexer[T]) AddIndexers(indexers Indexers[T]) error {
 			})
 			continue
 		}
-		for key, obj := range x.items {
+		x.p.eachKeyed(func(key string, obj T) {
 			for _, v := range fn(obj) {
 				addToIndex(idx, v, key)
 			}
-		}
+		})
 	}
 	return nil
 }
@@ -203,7 +201,7 @@ func (x *Indexer[T]) Get(key string) (T, bool) {
 		x.mu.RUnlock()
 		return obj, ok
 	}
-	obj, ok := x.items[key]
+	obj, ok := x.p.get(key)
 	x.mu.RUnlock()
 	return obj, ok
 }
@@ -216,7 +214,7 @@ func (x *Indexer[T]) has(key string) bool {
 		_, ok := x.c.lookup(key, x.c.hash(key))
 		return ok
 	}
-	_, ok := x.items[key]
+	_, ok := x.p.get(key)
 	return ok
 }
 
@@ -232,10 +230,11 @@ func (x *Indexer[T]) List() []T {
 		})
 		return out
 	}
-	out := make([]T, 0, len(x.items))
-	for _, obj := range x.items {
+	out := make([]T, 0, x.p.n)
+	x.p.each(func(obj T) bool {
 		out = append(out, obj)
-	}
+		return true
+	})
 	return out
 }
 
@@ -265,7 +264,9 @@ func (x *Indexer[T]) ListKeys() []string {
 		})
 		return out
 	}
-	return slices.Collect(maps.Keys(x.items))
+	out := make([]string, 0, x.p.n)
+	x.p.eachKeyed(func(key string, _ T) { out = append(out, key) })
+	return out
 }
 
 // Len returns the number of objects.
@@ -275,15 +276,20 @@ func (x *Indexer[T]) Len() int {
 	if x.c != nil {
 		return x.c.n
 	}
-	return len(x.items)
+	return x.p.n
 }
 
 // ByIndex returns the objects whose index function returned value.
 func (x *Indexer[T]) ByIndex(index, value string) ([]T, error) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	if x.c != nil && index == NamespaceIndex {
-		return x.listCompactLocked(value, false, nil), nil
+	if index == NamespaceIndex {
+		if x.c != nil {
+			return x.listCompactLocked(value, false, nil), nil
+		}
+		out := make([]T, 0, x.p.countInNamespace(value))
+		x.p.eachInNamespace(value, func(obj T) { out = append(out, obj) })
+		return out, nil
 	}
 	idx, ok := x.indices[index]
 	if !ok {
@@ -298,7 +304,8 @@ func (x *Indexer[T]) ByIndex(index, value string) ([]T, error) {
 			}
 			continue
 		}
-		out = append(out, x.items[k])
+		obj, _ := x.p.get(k)
+		out = append(out, obj)
 	}
 	return out, nil
 }
@@ -330,6 +337,9 @@ func (x *Indexer[T]) IndexKeys(index, value string) ([]string, error) {
 		}
 		return out, nil
 	}
+	if index == NamespaceIndex {
+		return x.p.keysInNamespace(value), nil
+	}
 	idx, ok := x.indices[index]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrNoIndex, index)
@@ -341,8 +351,11 @@ func (x *Indexer[T]) IndexKeys(index, value string) ([]string, error) {
 func (x *Indexer[T]) IndexValues(index string) ([]string, error) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	if x.c != nil && index == NamespaceIndex {
-		return slices.Collect(maps.Keys(x.c.tables)), nil
+	if index == NamespaceIndex {
+		if x.c != nil {
+			return slices.Collect(maps.Keys(x.c.tables)), nil
+		}
+		return x.p.namespaces(), nil
 	}
 	idx, ok := x.indices[index]
 	if !ok {
@@ -380,8 +393,7 @@ func (x *Indexer[T]) setLocked(key string, obj T, needOld bool) (old T, existed 
 	if x.c != nil {
 		return x.setCompactLocked(key, obj, needOld)
 	}
-	old, existed = x.items[key]
-	x.items[key] = obj
+	old, existed = x.p.set(key, obj)
 	for _, ni := range x.order {
 		fn, idx := ni.fn, ni.idx
 		var oldVals []string
@@ -493,11 +505,10 @@ func (x *Indexer[T]) deleteLocked(key string, needOld bool) (old T, existed bool
 		}
 		return old, true
 	}
-	old, existed = x.items[key]
+	old, existed = x.p.remove(key)
 	if !existed {
 		return old, false
 	}
-	delete(x.items, key)
 	for _, ni := range x.order {
 		for _, v := range ni.fn(old) {
 			removeFromIndex(ni.idx, v, key)
@@ -520,23 +531,23 @@ func (x *Indexer[T]) Replace(objs []T) {
 		}
 		return
 	}
-	items := make(map[string]T, len(objs))
-	for _, obj := range objs {
-		items[KeyOf(obj)] = obj
-	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.items = items
-	x.order = x.order[:0]
-	for name, fn := range x.indexers {
-		idx := map[string]map[string]struct{}{}
-		for key, obj := range items {
-			for _, v := range fn(obj) {
-				addToIndex(idx, v, key)
+	x.p = newPlainStore[T]()
+	for _, obj := range objs {
+		x.p.set(KeyOf(obj), obj)
+	}
+	for _, ni := range x.order {
+		clear(ni.idx)
+	}
+	if len(x.order) > 0 {
+		x.p.eachKeyed(func(key string, obj T) {
+			for _, ni := range x.order {
+				for _, v := range ni.fn(obj) {
+					addToIndex(ni.idx, v, key)
+				}
 			}
-		}
-		x.indices[name] = idx
-		x.order = append(x.order, namedIndex[T]{fn: fn, idx: idx})
+		})
 	}
 }
 

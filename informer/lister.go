@@ -30,12 +30,13 @@ func (l *Lister[T]) List(selector labels.Selector) []T {
 	if l.x.c != nil {
 		return l.x.listCompactLocked("", true, selector)
 	}
-	out := make([]T, 0, len(l.x.items))
-	for _, obj := range l.x.items {
+	out := make([]T, 0, l.x.p.n)
+	l.x.p.each(func(obj T) bool {
 		if everything || selector.Matches(labels.Set(obj.GetLabels())) {
 			out = append(out, obj)
 		}
-	}
+		return true
+	})
 	return out
 }
 
@@ -49,14 +50,12 @@ func (l *Lister[T]) ListNamespace(namespace string, selector labels.Selector) []
 	if l.x.c != nil {
 		return l.x.listCompactLocked(namespace, false, selector)
 	}
-	keys := l.x.indices[NamespaceIndex][namespace]
-	out := make([]T, 0, len(keys))
-	for k := range keys {
-		obj := l.x.items[k]
+	out := make([]T, 0, l.x.p.countInNamespace(namespace))
+	l.x.p.eachInNamespace(namespace, func(obj T) {
 		if everything || selector.Matches(labels.Set(obj.GetLabels())) {
 			out = append(out, obj)
 		}
-	}
+	})
 	return out
 }
 

@@ -286,17 +286,15 @@ func (s *SharedInformer[T]) ApproxBytes() int64 {
 		return x.c.bytes
 	}
 	n, total := 0, 0
-	for _, obj := range x.items {
-		if n == sample {
-			break
-		}
+	x.p.each(func(obj T) bool {
 		total += approxSize(obj)
 		n++
-	}
+		return n < sample
+	})
 	if n == 0 {
 		return 0
 	}
-	return int64(total) * int64(len(x.items)) / int64(n)
+	return int64(total) * int64(x.p.n) / int64(n)
 }
 
 // WaitForSync waits until the cache has synced, ctx ends, or the informer
