@@ -19,6 +19,9 @@ import (
 	"github.com/capstan-io/capstan/examples/replicaset"
 )
 
+// specTimeout bounds each spec, so that a hang fails with a progress report.
+const specTimeout = 4 * time.Minute
+
 var _ = Describe("the ReplicaSet controller", func() {
 	var ns string
 
@@ -55,7 +58,7 @@ var _ = Describe("the ReplicaSet controller", func() {
 			}
 			g.Expect(created).To(Equal(3))
 		}).Should(Succeed())
-	})
+	}, SpecTimeout(specTimeout))
 
 	It("scales up and down, reporting terminating pods", func(ctx SpecContext) {
 		// Deleted pods take 3s to stop, so terminatingReplicas can be seen.
@@ -77,7 +80,7 @@ var _ = Describe("the ReplicaSet controller", func() {
 
 		scale(ctx, ns, "web", 0)
 		Eventually(ctx, converged(ctx, ns, "web", 0)).Should(Succeed())
-	})
+	}, SpecTimeout(specTimeout))
 
 	It("deletes unscheduled, then not ready, then cheaper pods first", func(ctx SpecContext) {
 		// One node with room for 3 pods: of 5, 2 stay unscheduled. The
@@ -145,7 +148,7 @@ var _ = Describe("the ReplicaSet controller", func() {
 		scale(ctx, ns, "web", 1)
 		Eventually(ctx, remaining).Should(ConsistOf(warm[0]))
 		Eventually(ctx, converged(ctx, ns, "web", 1)).Should(Succeed())
-	})
+	}, SpecTimeout(specTimeout))
 
 	It("adopts matching orphans, never one being deleted, and releases pods that stop matching", func(ctx SpecContext) {
 		startNodes(ctx, ns, nodesim.Options{})
@@ -188,7 +191,7 @@ var _ = Describe("the ReplicaSet controller", func() {
 		}).Should(Succeed())
 		Eventually(ctx, converged(ctx, ns, "web", 2)).Should(Succeed())
 		Expect(podNames(controlledPods(ctx, Default, rs))).NotTo(ContainElement(adoptee.Name))
-	})
+	}, SpecTimeout(specTimeout))
 
 	It("reports pods available only minReadySeconds after they are ready", func(ctx SpecContext) {
 		startNodes(ctx, ns, nodesim.Options{})
@@ -203,7 +206,7 @@ var _ = Describe("the ReplicaSet controller", func() {
 		}).Should(Succeed())
 		// Nothing happens to the pods from now on: only the controller's own
 		// requeue can report them available.
-		Eventually(ctx, converged(ctx, ns, "web", 2)).WithTimeout(minReady*time.Second + 20*time.Second).Should(Succeed())
+		Eventually(ctx, converged(ctx, ns, "web", 2)).WithTimeout(time.Minute).Should(Succeed())
 		for _, p := range controlledPods(ctx, Default, rs) {
 			var readySince time.Time
 			for _, c := range p.Status.Conditions {
@@ -213,7 +216,7 @@ var _ = Describe("the ReplicaSet controller", func() {
 			}
 			Expect(time.Since(readySince)).To(BeNumerically(">=", minReady*time.Second), "pod %s reported available too early", p.Name)
 		}
-	})
+	}, SpecTimeout(specTimeout))
 
 	It("reports ReplicaFailure while a quota refuses pods, and clears it when the quota is raised", func(ctx SpecContext) {
 		startNodes(ctx, ns, nodesim.Options{})
@@ -249,11 +252,11 @@ var _ = Describe("the ReplicaSet controller", func() {
 		By("raising the quota")
 		_, err = cs.CoreV1().ResourceQuotas(ns).Patch(ctx, "pods", types.MergePatchType, []byte(`{"spec":{"hard":{"pods":"10"}}}`), metav1.PatchOptions{})
 		Expect(err).NotTo(HaveOccurred())
-		Eventually(ctx, converged(ctx, ns, "web", 4)).WithTimeout(time.Minute).Should(Succeed())
+		Eventually(ctx, converged(ctx, ns, "web", 4)).WithTimeout(2 * time.Minute).Should(Succeed())
 		Eventually(ctx, func(g Gomega) {
 			g.Expect(getRS(ctx, ns, "web").Status.Conditions).To(BeEmpty())
 		}).Should(Succeed())
-	})
+	}, SpecTimeout(specTimeout))
 
 	It("leaves bad specs to the API server, which rejects them, and keeps running", func(ctx SpecContext) {
 		startNodes(ctx, ns, nodesim.Options{})
@@ -262,7 +265,7 @@ var _ = Describe("the ReplicaSet controller", func() {
 			rs.Spec.Template.Labels = map[string]string{"app": "something-else"}
 		}), metav1.CreateOptions{})
 		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
-		Expect(err.Error()).To(ContainSubstring("selector does not match template labels"))
+		Expect(err.Error()).To(ContainSubstring("`selector` does not match template `labels`"))
 
 		createRS(ctx, newRS(ns, "good", 2))
 		Eventually(ctx, converged(ctx, ns, "good", 2)).Should(Succeed())
@@ -274,7 +277,7 @@ var _ = Describe("the ReplicaSet controller", func() {
 		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
 		scale(ctx, ns, "good", 3)
 		Eventually(ctx, converged(ctx, ns, "good", 3)).Should(Succeed())
-	})
+	}, SpecTimeout(specTimeout))
 
 	It("lets the garbage collector delete the pods of a deleted ReplicaSet", func(ctx SpecContext) {
 		startNodes(ctx, ns, nodesim.Options{})
@@ -284,7 +287,7 @@ var _ = Describe("the ReplicaSet controller", func() {
 
 		Expect(cs.AppsV1().ReplicaSets(ns).Delete(ctx, "web", metav1.DeleteOptions{})).To(Succeed())
 		Eventually(ctx, func(g Gomega) []corev1.Pod { return controlledPods(ctx, g, rs) }).Should(BeEmpty())
-	})
+	}, SpecTimeout(specTimeout))
 
 	It("never creates or deletes twice on a lagging pod cache (0 -> 20 -> 3 -> 20)", func(ctx SpecContext) {
 		const lag = 2 * time.Second
@@ -308,5 +311,5 @@ var _ = Describe("the ReplicaSet controller", func() {
 		// A second create or delete would come from a decision on a cache
 		// that lags by `lag`: give it that long to show.
 		Consistently(ctx, counts).WithTimeout(lag + time.Second).Should(Equal([2]int{37, 17}))
-	})
+	}, SpecTimeout(specTimeout))
 })

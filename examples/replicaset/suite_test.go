@@ -38,7 +38,7 @@ func TestReplicaSet(t *testing.T) {
 }
 
 var _ = BeforeSuite(func(ctx SpecContext) {
-	SetDefaultEventuallyTimeout(30 * time.Second)
+	SetDefaultEventuallyTimeout(time.Minute)
 	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
 	SetDefaultConsistentlyPollingInterval(50 * time.Millisecond)
 	var err error
@@ -73,7 +73,7 @@ func newNamespace(ctx context.Context) string {
 	DeferCleanup(func(ctx SpecContext) {
 		Expect(cs.AppsV1().ReplicaSets(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})).To(Succeed())
 		Expect(cs.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{})).To(Succeed())
-	})
+	}, NodeTimeout(30*time.Second))
 	return ns.Name
 }
 
@@ -85,15 +85,20 @@ func startNodes(ctx context.Context, ns string, opts nodesim.Options) *nodesim.S
 		opts.Nodes = []nodesim.NodeSpec{{Name: ns + "-a"}, {Name: ns + "-b"}}
 	}
 	opts.Logger = GinkgoLogr.WithName("nodesim")
-	sim, err := nodesim.Start(context.WithoutCancel(ctx), env.Config(), opts)
+	sim, err := nodesim.Start(ctx, env.Config(), opts)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func(ctx SpecContext) {
-		sim.Stop()
+		go sim.Stop()
+		select {
+		case <-sim.Done():
+		case <-ctx.Done():
+			Fail("the node simulator did not stop")
+		}
 		for _, n := range opts.Nodes {
 			err := cs.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{})
 			Expect(client(err)).To(Succeed())
 		}
-	})
+	}, NodeTimeout(30*time.Second))
 	return sim
 }
 
