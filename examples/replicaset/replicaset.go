@@ -176,6 +176,10 @@ type reconciler struct {
 	burst     int
 	clock     clock.PassiveClock
 	ctrl      atomic.Pointer[reconcile.Controller]
+	// uids remembers the UID of each ReplicaSet last synced (Request ->
+	// types.UID), so that one deleted and re-created under the same name
+	// between two syncs does not inherit its predecessor's expectations.
+	uids sync.Map
 }
 
 var _ reconcile.Reconciler = (*reconciler)(nil)
@@ -233,11 +237,18 @@ func (r *reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	rs, err := r.rsClient.Get(ctx, req.Namespace, req.Name)
 	if apierrors.IsNotFound(err) {
 		r.exp.Forget(req)
+		r.uids.Delete(req)
 		log.V(4).Info("replicaSet deleted")
 		return reconcile.Done(), nil
 	}
 	if err != nil {
 		return reconcile.Done(), err
+	}
+	if prev, ok := r.uids.Swap(req, rs.UID); ok && prev.(types.UID) != rs.UID {
+		// Re-created under the same name: what the old one expected will
+		// never be observed for this one.
+		r.exp.Forget(req)
+		log.V(4).Info("replicaSet re-created, dropping its predecessor's expectations", "uid", rs.UID)
 	}
 	key := req.String()
 	satisfied := r.exp.Satisfied(req)

@@ -31,10 +31,12 @@ var _ = Describe("the ReplicaSet controller", func() {
 
 	It("creates pods from the template and reports a converged status", func(ctx SpecContext) {
 		startNodes(ctx, ns, nodesim.Options{})
-		startController(ctx, env.Config())
+		tap := wiretap.New()
+		startController(ctx, tap.Wrap(env.Config()))
 		rs := createRS(ctx, newRS(ns, "web", 3))
 
 		Eventually(ctx, converged(ctx, ns, "web", 3)).Should(Succeed())
+		Expect(tap.Count("create", "pods")).To(Equal(3))
 		pods := controlledPods(ctx, Default, rs)
 		for _, p := range pods {
 			Expect(p.GenerateName).To(Equal("web-"))
@@ -58,6 +60,17 @@ var _ = Describe("the ReplicaSet controller", func() {
 			}
 			g.Expect(created).To(Equal(3))
 		}).Should(Succeed())
+
+		By("writing the status only when it changes")
+		writes := func() int {
+			return tap.Count("update", "replicasets/status") + tap.Count("patch", "replicasets/status")
+		}
+		Expect(tap.Count("update", "replicasets")).To(BeZero(), "the status is written through the status subresource only")
+		settled := writes()
+		// A no-op change wakes the controller: it must not write again.
+		_, err := cs.AppsV1().ReplicaSets(ns).Patch(ctx, "web", types.MergePatchType, []byte(`{"metadata":{"annotations":{"touched":"yes"}}}`), metav1.PatchOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Consistently(ctx, writes).WithTimeout(time.Second).Should(Equal(settled))
 	}, SpecTimeout(specTimeout))
 
 	It("scales up and down, reporting terminating pods", func(ctx SpecContext) {
@@ -287,6 +300,22 @@ var _ = Describe("the ReplicaSet controller", func() {
 
 		Expect(cs.AppsV1().ReplicaSets(ns).Delete(ctx, "web", metav1.DeleteOptions{})).To(Succeed())
 		Eventually(ctx, func(g Gomega) []corev1.Pod { return controlledPods(ctx, g, rs) }).Should(BeEmpty())
+	}, SpecTimeout(specTimeout))
+
+	It("starts a ReplicaSet re-created under the same name afresh", func(ctx SpecContext) {
+		// With a lagging pod cache the first ReplicaSet's expectations are
+		// still pending when its namesake appears; they must not hold it up
+		// for their 5-minute timeout.
+		startNodes(ctx, ns, nodesim.Options{})
+		tap := wiretap.New()
+		tap.SetWatchDelay("pods", 3*time.Second)
+		startController(ctx, tap.Wrap(env.Config()))
+		first := createRS(ctx, newRS(ns, "web", 5))
+		Eventually(ctx, func() int { return tap.Count("create", "pods") }).Should(BeNumerically(">=", 1))
+		Expect(cs.AppsV1().ReplicaSets(ns).Delete(ctx, "web", metav1.DeleteOptions{})).To(Succeed())
+		second := createRS(ctx, newRS(ns, "web", 2))
+		Expect(second.UID).NotTo(Equal(first.UID))
+		Eventually(ctx, converged(ctx, ns, "web", 2)).Should(Succeed())
 	}, SpecTimeout(specTimeout))
 
 	It("never creates or deletes twice on a lagging pod cache (0 -> 20 -> 3 -> 20)", func(ctx SpecContext) {
