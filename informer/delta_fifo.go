@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -298,6 +299,10 @@ func (f *DeltaFIFO[T]) Replace(list []T, resourceVersion string) error {
 	var listed map[string]struct{}
 	if len(f.items) > 0 || len(knownKeys) > 0 {
 		listed = make(map[string]struct{}, len(list))
+	} else {
+		// Size the queue for the list rather than grow it step by step.
+		f.items = make(map[string][]Delta[T], len(list))
+		f.queue = slices.Grow(f.queue, len(list))
 	}
 	for _, obj := range list {
 		key := KeyOf(obj)

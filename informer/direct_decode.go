@@ -2,8 +2,11 @@ package informer
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,14 +40,18 @@ type directNegotiator struct {
 }
 
 // withDirectProtobuf returns ns with direct protobuf decoding for the
-// objects of scheme.
-func withDirectProtobuf(ns runtime.NegotiatedSerializer, scheme *runtime.Scheme) runtime.NegotiatedSerializer {
+// objects of scheme. With stripManagedFields, single objects (not lists)
+// are decoded without their metadata.managedFields, which an informer
+// would drop anyway: it is often the largest part of the metadata to
+// decode. Use it only for types whose encoding passes
+// canStripManagedFields.
+func withDirectProtobuf(ns runtime.NegotiatedSerializer, scheme *runtime.Scheme, stripManagedFields bool) runtime.NegotiatedSerializer {
 	infos := append([]runtime.SerializerInfo(nil), ns.SupportedMediaTypes()...)
 	for i, info := range infos {
 		if info.MediaType != runtime.ContentTypeProtobuf || info.Serializer == nil || info.StreamSerializer == nil {
 			continue
 		}
-		info.Serializer = &directProtobuf{Serializer: info.Serializer, typer: scheme, creater: scheme}
+		info.Serializer = &directProtobuf{Serializer: info.Serializer, typer: scheme, creater: scheme, stripManagedFields: stripManagedFields}
 		stream := *info.StreamSerializer
 		stream.Serializer = &directWatchEvent{Serializer: stream.Serializer}
 		info.StreamSerializer = &stream
@@ -110,6 +117,9 @@ type directProtobuf struct {
 	// last caches the last envelope's apiVersion and kind, so decoding a
 	// stream of one kind allocates no strings for them.
 	last atomic.Pointer[typeMetaCache]
+	// stripManagedFields: see withDirectProtobuf.
+	stripManagedFields bool
+	scratch            sync.Pool // of *[]byte, for encodings without managedFields
 }
 
 type typeMetaCache struct {
@@ -182,6 +192,16 @@ func (d *directProtobuf) decode(data []byte, defaults *schema.GroupVersionKind, 
 		return nil, nil, errNotDirect
 	}
 	u.Reset()
+	if d.stripManagedFields && actual.Kind != "Status" && !strings.HasSuffix(actual.Kind, "List") {
+		bp, _ := d.scratch.Get().(*[]byte)
+		if bp == nil {
+			bp = new([]byte)
+		}
+		if stripped, ok := stripManagedFields(raw, (*bp)[:0]); ok {
+			raw, *bp = stripped, stripped
+		}
+		defer d.scratch.Put(bp)
+	}
 	if err := u.Unmarshal(raw); err != nil {
 		return nil, &actual, fmt.Errorf("decoding %s: %w", actual.Kind, err)
 	}
@@ -199,6 +219,117 @@ func (d *directProtobuf) gvk(apiVersion, kind []byte) schema.GroupVersionKind {
 	c.gvk = schema.FromAPIVersionAndKind(c.apiVersion, c.kind)
 	d.last.Store(c)
 	return c.gvk
+}
+
+// stripManagedFields appends to buf the protobuf encoding of an object
+// (ObjectMeta as field 1) without metadata.managedFields (ObjectMeta field
+// 17), and reports true; or reports false, if there are none to strip or
+// the encoding is not what it expects.
+func stripManagedFields(obj, buf []byte) ([]byte, bool) {
+	const metadataTag, managedFieldsTag = 1<<3 | 2, 17<<3 | 2
+	// Find the metadata field.
+	var metaStart, metaEnd, fieldStart int
+	found := false
+	for i := 0; i < len(obj) && !found; {
+		start := i
+		tag, n := uvarintString(bytesString(obj[i:]))
+		if n <= 0 || tag&7 != 2 {
+			return nil, false // generated code writes metadata first
+		}
+		i += n
+		l, n := uvarintString(bytesString(obj[i:]))
+		if n <= 0 || uint64(len(obj)-i-n) < l {
+			return nil, false
+		}
+		i += n
+		if tag == metadataTag {
+			fieldStart, metaStart, metaEnd, found = start, i, i+int(l), true
+		}
+		i += int(l)
+	}
+	if !found {
+		return nil, false
+	}
+	// Keep every metadata field but managedFields.
+	meta := obj[metaStart:metaEnd]
+	var keep [][2]int
+	stripped := false
+	for i := 0; i < len(meta); {
+		start := i
+		tag, n := uvarintString(bytesString(meta[i:]))
+		if n <= 0 {
+			return nil, false
+		}
+		i += n
+		switch tag & 7 {
+		case 0:
+			_, n := uvarintString(bytesString(meta[i:]))
+			if n <= 0 {
+				return nil, false
+			}
+			i += n
+		case 2:
+			l, n := uvarintString(bytesString(meta[i:]))
+			if n <= 0 || uint64(len(meta)-i-n) < l {
+				return nil, false
+			}
+			i += n + int(l)
+		default: // ObjectMeta has no fixed-width fields
+			return nil, false
+		}
+		if tag == managedFieldsTag {
+			stripped = true
+			continue
+		}
+		if k := len(keep); k > 0 && keep[k-1][1] == start {
+			keep[k-1][1] = i
+		} else {
+			keep = append(keep, [2]int{start, i})
+		}
+	}
+	if !stripped {
+		return nil, false
+	}
+	metaLen := 0
+	for _, r := range keep {
+		metaLen += r[1] - r[0]
+	}
+	buf = append(buf, obj[:fieldStart]...)
+	buf = binary.AppendUvarint(buf, metadataTag)
+	buf = binary.AppendUvarint(buf, uint64(metaLen))
+	for _, r := range keep {
+		buf = append(buf, meta[r[0]:r[1]]...)
+	}
+	return append(buf, obj[metaEnd:]...), true
+}
+
+// canStripManagedFields reports whether obj's protobuf encoding has its
+// metadata.managedFields where stripManagedFields looks (checked on a
+// probe of obj's type: obj is modified).
+func canStripManagedFields(obj Object) bool {
+	m, ok := obj.(interface {
+		Marshal() ([]byte, error)
+		protoUnmarshaler
+	})
+	if !ok {
+		return false
+	}
+	obj.SetName("probe")
+	obj.SetLabels(map[string]string{"a": "b"})
+	obj.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "m", Operation: metav1.ManagedFieldsOperationApply}})
+	enc, err := m.Marshal()
+	if err != nil {
+		return false
+	}
+	stripped, ok := stripManagedFields(enc, nil)
+	if !ok {
+		return false
+	}
+	m.Reset()
+	if err := m.Unmarshal(stripped); err != nil {
+		return false
+	}
+	return obj.GetName() == "probe" && obj.GetLabels()["a"] == "b" && len(obj.GetManagedFields()) == 0
 }
 
 // copyKindDefaults is the protobuf serializer's defaulting of a decoded

@@ -75,6 +75,18 @@ func randomEvents(rng *rand.Rand, n int) []watch.Event {
 	for i := range n {
 		meta := metav1.ObjectMeta{Namespace: "ns", Name: "o" + strconv.Itoa(i), ResourceVersion: strconv.Itoa(i + 1),
 			Labels: map[string]string{"app": strconv.Itoa(rng.IntN(3))}, CreationTimestamp: metav1.Unix(int64(rng.IntN(1e9)), 0)}
+		for range rng.IntN(3) {
+			meta.ManagedFields = append(meta.ManagedFields, metav1.ManagedFieldsEntry{
+				Manager: "m" + strconv.Itoa(rng.IntN(3)), Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1",
+				Time: &metav1.Time{Time: time.Unix(int64(rng.IntN(1e9)), 0)}, FieldsType: "FieldsV1",
+				FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:labels":{}}}`)},
+			})
+		}
+		if rng.IntN(3) == 0 {
+			meta.Annotations = map[string]string{"a": "b"}
+			meta.Finalizers = []string{"f"}
+			meta.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "X", Name: "x", UID: "u"}}
+		}
 		var obj runtime.Object
 		switch rng.IntN(4) {
 		case 0:
@@ -108,13 +120,38 @@ func randomEvents(rng *rand.Rand, n int) []watch.Event {
 func TestDirectDecodeMatchesClientGo(t *testing.T) {
 	codecs := serializer.NewCodecFactory(clientgoscheme.Scheme)
 	stock := codecs.WithoutConversion()
-	direct := withDirectProtobuf(stock, clientgoscheme.Scheme)
+	direct := withDirectProtobuf(stock, clientgoscheme.Scheme, false)
 	events := randomEvents(rand.New(rand.NewPCG(1, 2)), 200)
 	stream := watchStream(t, events)
 	want := decodeStream(t, stock, stream)
 	got := decodeStream(t, direct, stream)
 	if len(got) != len(events) || !reflect.DeepEqual(got, want) {
 		t.Fatalf("direct decoding differs from client-go's: got %d events, want %d", len(got), len(want))
+	}
+	// Without managedFields: the same, with managedFields dropped.
+	stripped := decodeStream(t, withDirectProtobuf(stock, clientgoscheme.Scheme, true), stream)
+	for i := range want {
+		if m, ok := want[i].Object.(metav1.Object); ok {
+			m.SetManagedFields(nil)
+		}
+	}
+	if !reflect.DeepEqual(stripped, want) {
+		for i := range want {
+			if !reflect.DeepEqual(stripped[i], want[i]) {
+				t.Fatalf("event %d decoded without managedFields:\n got %#v\nwant %#v", i, stripped[i].Object, want[i].Object)
+			}
+		}
+	}
+}
+
+func TestCanStripManagedFields(t *testing.T) {
+	for _, obj := range []Object{&corev1.ConfigMap{}, &corev1.Pod{}, &corev1.Secret{}, &corev1.Namespace{}, &corev1.Event{}, &metav1.PartialObjectMetadata{}} {
+		if !canStripManagedFields(obj) {
+			t.Errorf("got %T's managedFields not strippable, want strippable", obj)
+		}
+	}
+	if canStripManagedFields(&widget{}) {
+		t.Errorf("got a type without protobuf strippable")
 	}
 }
 
@@ -123,7 +160,7 @@ func TestDirectDecodeMatchesClientGo(t *testing.T) {
 func TestDirectDecodeDoesNotAlias(t *testing.T) {
 	codecs := serializer.NewCodecFactory(clientgoscheme.Scheme)
 	info, _ := runtime.SerializerInfoForMediaType(codecs.SupportedMediaTypes(), runtime.ContentTypeProtobuf)
-	direct := withDirectProtobuf(codecs.WithoutConversion(), clientgoscheme.Scheme)
+	direct := withDirectProtobuf(codecs.WithoutConversion(), clientgoscheme.Scheme, false)
 	objDec, _, _, err := runtime.NewClientNegotiator(direct, corev1.SchemeGroupVersion).StreamDecoder(runtime.ContentTypeProtobuf, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -112,16 +112,17 @@ type Factory struct {
 	opts FactoryOptions
 	log  logr.Logger
 	// serializer decodes typed objects: the scheme's codecs without
-	// conversion, with direct protobuf decoding.
-	serializer runtime.NegotiatedSerializer
-	dynamic    dynamic.Interface
-	metadata   metadata.Interface
-	mu         sync.Mutex
-	informers  map[factoryKey]runnable
-	order      []runnable
-	pending    []runnable
-	running    bool
-	wake       chan struct{}
+	// conversion, with direct protobuf decoding. noManagedFields does the
+	// same, without decoding managedFields, for informers that drop them.
+	serializer, noManagedFields runtime.NegotiatedSerializer
+	dynamic                     dynamic.Interface
+	metadata                    metadata.Interface
+	mu                          sync.Mutex
+	informers                   map[factoryKey]runnable
+	order                       []runnable
+	pending                     []runnable
+	running                     bool
+	wake                        chan struct{}
 }
 
 // NewFactory returns a Factory. It does not contact the API server.
@@ -150,14 +151,16 @@ func NewFactory(opts FactoryOptions) (*Factory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("informer: FactoryOptions.Config: %w", err)
 	}
+	codecs := serializer.NewCodecFactory(opts.Scheme).WithoutConversion()
 	return &Factory{
-		opts:       opts,
-		log:        opts.Logger,
-		serializer: withDirectProtobuf(serializer.NewCodecFactory(opts.Scheme).WithoutConversion(), opts.Scheme),
-		dynamic:    dyn,
-		metadata:   md,
-		informers:  map[factoryKey]runnable{},
-		wake:       make(chan struct{}, 1),
+		opts:            opts,
+		log:             opts.Logger,
+		serializer:      withDirectProtobuf(codecs, opts.Scheme, false),
+		noManagedFields: withDirectProtobuf(codecs, opts.Scheme, true),
+		dynamic:         dyn,
+		metadata:        md,
+		informers:       map[factoryKey]runnable{},
+		wake:            make(chan struct{}, 1),
 	}, nil
 }
 
@@ -242,7 +245,10 @@ func For[T Object](f *Factory, scope Scope) (*SharedInformer[T], error) {
 		if err != nil {
 			return nil, err
 		}
-		lw, err := f.typedListWatch(gvk, m, scope, restclient.IsProtobuf(proto))
+		// Without KeepManagedFields, the informer drops managedFields: for
+		// types whose encoding allows it, they are not even decoded.
+		noManagedFields := !f.opts.KeepManagedFields && canStripManagedFields(reflect.New(goType.Elem()).Interface().(T))
+		lw, err := f.typedListWatch(gvk, m, scope, restclient.IsProtobuf(proto), noManagedFields)
 		if err != nil {
 			return nil, err
 		}
@@ -296,8 +302,12 @@ type typedLW struct {
 	watch func(context.Context, metav1.ListOptions) (watch.Interface, error)
 }
 
-func (f *Factory) typedListWatch(gvk schema.GroupVersionKind, m *meta.RESTMapping, scope Scope, protobuf bool) (*typedLW, error) {
-	rc, err := restclient.For(f.opts.Config, gvk.GroupVersion(), f.serializer, protobuf)
+func (f *Factory) typedListWatch(gvk schema.GroupVersionKind, m *meta.RESTMapping, scope Scope, protobuf, noManagedFields bool) (*typedLW, error) {
+	codec := f.serializer
+	if noManagedFields {
+		codec = f.noManagedFields
+	}
+	rc, err := restclient.For(f.opts.Config, gvk.GroupVersion(), codec, protobuf)
 	if err != nil {
 		return nil, fmt.Errorf("informer: kind %s: %w", gvk, err)
 	}

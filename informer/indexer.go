@@ -372,6 +372,17 @@ func (x *Indexer[T]) Set(key string, obj T) (old T, existed bool) {
 	return x.setLocked(key, obj, true)
 }
 
+// reserve prepares an empty default Indexer for objs, which are about to
+// be stored (a first list), so that storing them does not grow its maps
+// step by step.
+func (x *Indexer[T]) reserve(objs []T) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.p != nil && x.p.n == 0 {
+		x.p.reserve(objs)
+	}
+}
+
 // set is Set, returning the previous object of a compact Indexer only if
 // needOld.
 func (x *Indexer[T]) set(key string, obj T, needOld bool) (old T, existed bool) {

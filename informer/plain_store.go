@@ -203,14 +203,34 @@ func (s *plainStore[T]) keysInNamespace(ns string) []string {
 	return out
 }
 
+// reserve sizes the maps of the namespaces of objs that have none yet, so
+// storing objs grows no map step by step. Until objects arrive, such a map
+// is empty.
+func (s *plainStore[T]) reserve(objs []T) {
+	if s.n == 0 {
+		clear(s.byNS) // maps reserved before, still empty
+	}
+	counts := map[string]int{}
+	for _, obj := range objs {
+		counts[obj.GetNamespace()]++
+	}
+	for ns, n := range counts {
+		if s.byNS[ns] == nil && strings.IndexByte(ns, '/') < 0 {
+			s.byNS[strings.Clone(ns)] = make(map[string]T, n)
+		}
+	}
+}
+
 // namespaces returns the namespaces that have objects.
 func (s *plainStore[T]) namespaces() []string {
 	out := make([]string, 0, len(s.byNS)+len(s.otherNS))
-	for ns := range s.byNS {
-		out = append(out, ns)
+	for ns, m := range s.byNS {
+		if len(m) > 0 {
+			out = append(out, ns)
+		}
 	}
 	for ns := range s.otherNS {
-		if _, ok := s.byNS[ns]; !ok {
+		if len(s.byNS[ns]) == 0 {
 			out = append(out, ns)
 		}
 	}

@@ -210,6 +210,7 @@ func (g *resyncGate[T]) Add(obj T) error    { return g.s.fifo.Add(obj) }
 func (g *resyncGate[T]) Update(obj T) error { return g.s.fifo.Update(obj) }
 func (g *resyncGate[T]) Delete(obj T) error { return g.s.fifo.Delete(obj) }
 func (g *resyncGate[T]) Replace(list []T, rv string) error {
+	g.s.indexer.reserve(list)
 	if err := g.s.fifo.Replace(list, rv); err != nil {
 		return err
 	}
