@@ -53,12 +53,18 @@
 //   - While expectations are pending, the ReplicaFailure condition is left
 //     as it is rather than removed: upstream clears it on every sync that
 //     does not try to create, so it flaps under a quota.
-//   - Deletes carry a UID precondition.
-//   - The next availability check is computed per pod (when the first
-//     ready pod becomes available), as upstream v1.36+ does, and the sync
-//     of a ReplicaSet with unobserved creates or deletes is requeued at its
-//     expectations' timeout as a backstop.
-//   - ReplicationControllers are not handled.
+//   - Deletes carry a UID precondition, and a delete answered NotFound
+//     while the cache still holds the pod keeps waiting for its event
+//     (upstream stops waiting at once, and may decide on a cache that still
+//     counts the pod).
+//   - A sync with creates or deletes still unobserved is requeued at its
+//     expectations' timeout, as a backstop to the pod events.
+//   - status.terminatingReplicas is always reported, unless the API server
+//     is seen to drop it (its DeploymentReplicaSetTerminatingReplicas gate,
+//     beta and on by default in v1.37, is off); upstream follows its own
+//     copy of the gate.
+//   - Not ported: ReplicationControllers, and the
+//     replicaset_controller_sorting_deletion_age_ratio metric.
 //
 // # Caveats
 //

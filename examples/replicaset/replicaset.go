@@ -176,6 +176,11 @@ type reconciler struct {
 	burst     int
 	clock     clock.PassiveClock
 	ctrl      atomic.Pointer[reconcile.Controller]
+	// noTerminating is set once the API server dropped
+	// status.terminatingReplicas from a write (its
+	// DeploymentReplicaSetTerminatingReplicas gate is off): the field is
+	// then left unset, else every sync would see a change and write again.
+	noTerminating atomic.Bool
 	// uids remembers the UID of each ReplicaSet last synced (Request ->
 	// types.UID), so that one deleted and re-created under the same name
 	// between two syncs does not inherit its predecessor's expectations.
@@ -288,10 +293,16 @@ func (r *reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		m.err = r.manageReplicas(ctx, req, rs, active, now)
 	}
 	st := calculateStatus(rs, active, terminating, m, now)
+	if r.noTerminating.Load() {
+		st.TerminatingReplicas = nil
+	}
 	updated := rs
 	if statusChanged(rs, st) {
 		if updated, err = r.writeStatus(ctx, rs, st); err != nil {
 			return reconcile.Done(), errors.Join(fmt.Errorf("updating status of ReplicaSet %q: %w", key, err), wrapManage(key, m.err))
+		}
+		if st.TerminatingReplicas != nil && updated.Status.TerminatingReplicas == nil && !r.noTerminating.Swap(true) {
+			log.Info("the API server drops status.terminatingReplicas (feature gate DeploymentReplicaSetTerminatingReplicas off); no longer reporting it")
 		}
 	}
 	if m.err != nil {
