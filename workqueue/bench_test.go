@@ -2,13 +2,13 @@ package workqueue
 
 import (
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	clientgo "k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 )
 
 // benchQueue is the part of both queues the benchmarks use.
@@ -28,11 +28,17 @@ var impls = []struct {
 	// plain is the queue for Add/Get/Done; rateLimited for the rest. For
 	// client-go they differ (its plain queue is cheaper); ours is one type.
 	plain, rateLimited func() benchQueue
+	// onClock is rateLimited on the given clock.
+	onClock func(clock.WithTicker) benchQueue
 }{
 	{
 		name:        "capstan",
 		plain:       func() benchQueue { q, _ := New(Options[int]{}); return q },
 		rateLimited: func() benchQueue { q, _ := New(Options[int]{}); return q },
+		onClock: func(clk clock.WithTicker) benchQueue {
+			q, _ := New(Options[int]{Clock: clk})
+			return q
+		},
 	},
 	{
 		name: "clientgo",
@@ -41,6 +47,10 @@ var impls = []struct {
 		},
 		rateLimited: func() benchQueue {
 			return clientgo.NewTypedRateLimitingQueue(clientgo.DefaultTypedControllerRateLimiter[int]())
+		},
+		onClock: func(clk clock.WithTicker) benchQueue {
+			return clientgo.NewTypedRateLimitingQueueWithConfig(clientgo.DefaultTypedControllerRateLimiter[int](),
+				clientgo.TypedRateLimitingQueueConfig[int]{Clock: clk})
 		},
 	},
 }
@@ -68,7 +78,7 @@ func (m cpuMeter) report(b *testing.B) {
 }
 
 // consume runs n workers that Get and Done until shutdown, counting items.
-func consume(q benchQueue, n int, processed *atomic.Int64) *sync.WaitGroup {
+func consume(q benchQueue, n int, processed *deliveryCounter) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
@@ -77,8 +87,8 @@ func consume(q benchQueue, n int, processed *atomic.Int64) *sync.WaitGroup {
 				if shutdown {
 					return
 				}
-				processed.Add(1)
 				q.Done(item)
+				processed.inc()
 			}
 		})
 	}
@@ -96,17 +106,17 @@ func BenchmarkAddGetDone(b *testing.B) {
 			for _, consumers := range []int{1, 4, 16} {
 				b.Run(fmt.Sprintf("impl=%s/keys=%s/consumers=%d", impl.name, keys, consumers), func(b *testing.B) {
 					q := impl.plain()
-					var processed atomic.Int64
-					wg := consume(q, consumers, &processed)
+					processed := newDeliveryCounter()
+					wg := consume(q, consumers, processed)
 					b.ReportAllocs()
 					cpu := startCPU()
 					i := 0
 					for b.Loop() {
 						if keys == "unique" {
-							if i%64 == 0 {
-								for int64(i)-processed.Load() > window {
-									runtime.Gosched()
-								}
+							if i%64 == 0 && int64(i)-processed.n.Load() > window {
+								// Block, not spin, so that cpu-ns/op
+								// counts work, not waiting.
+								processed.wait(int64(i-window/2), nil)
 							}
 							q.Add(i)
 						} else {
@@ -124,27 +134,125 @@ func BenchmarkAddGetDone(b *testing.B) {
 	}
 }
 
-// BenchmarkAddAfter: one op = one AddAfter of a new key with a delay spread
-// pseudo-randomly over (0, 1 s] (100k distinct delays, 10 µs apart), while a
-// consumer takes the items as they fall due.
+// BenchmarkAddAfter: one op = one AddAfter of a new key, its move into the
+// queue when it falls due and a consumer's Get and Done of it.
+//
+// Time is a benchClock the benchmark steps, so both queues see the same
+// deadlines and hold the same pending set: op i happens at virtual time
+// i*tick, with a delay spread pseudo-randomly over [1, spread] ticks, so
+// about spread/2 items are pending. Every step ops the clock moves step
+// ticks; before it does, the producer waits (blocked, not spinning, so
+// that cpu-ns/op counts only work) until every item due so far has been
+// delivered, so a slow queue cannot let due items pile up in its delay
+// structure. (The wait needs a queue to move what fell due at a Step even
+// if its timer was armed across the Step, from an older reading: client-go
+// re-reads the clock on every AddAfter; capstan's AddAfter wakes its loop
+// when it finds the timer overdue.) After the last op the clock jumps past
+// every deadline and the timer runs until all b.N items are delivered.
+//
+// A b.N loop, not b.Loop: b.Loop stops the timer when it returns false,
+// and the delivery of the items still pending then must be timed too.
 func BenchmarkAddAfter(b *testing.B) {
+	const (
+		tick   = 10 * time.Microsecond
+		spread = 100_000 // distinct delays, 1 s: ≈50k items pending
+		step   = 256     // ops (and ticks) per clock step
+	)
 	for _, impl := range impls {
 		b.Run("impl="+impl.name, func(b *testing.B) {
-			q := impl.rateLimited()
-			var processed atomic.Int64
-			wg := consume(q, 1, &processed)
+			clk := newBenchClock()
+			q := impl.onClock(clk)
+			delivered := newDeliveryCounter()
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for {
+					item, shutdown := q.Get()
+					if shutdown {
+						return
+					}
+					q.Done(item)
+					delivered.inc()
+				}
+			})
+			// due[s%len(due)] counts the items that fall due at step s
+			// (small, so that the count costs no cache miss).
+			due := make([]int64, spread/step+2)
+			s := 0           // steps taken
+			var dueNow int64 // items due by now
 			b.ReportAllocs()
+			b.ResetTimer()
 			cpu := startCPU()
-			i := 0
-			for b.Loop() {
-				q.AddAfter(i, time.Duration((i*7919)%100_000+1)*10*time.Microsecond)
-				i++
+			for i := range b.N {
+				d := (i*7919)%spread + 1
+				due[(s+(d+step-1)/step)%len(due)]++
+				q.AddAfter(i, time.Duration(d)*tick)
+				if (i+1)%step == 0 {
+					delivered.wait(dueNow, nil)
+					clk.Step(step * tick)
+					s++
+					dueNow += due[s%len(due)]
+					due[s%len(due)] = 0
+				}
 			}
+			clk.Step((spread + step) * tick)
+			// A timer armed from a reading taken before that Step fires
+			// late: if delivery stalls, step again.
+			delivered.wait(int64(b.N), func() { clk.Step(spread * tick) })
 			cpu.report(b)
 			b.StopTimer()
 			q.ShutDown()
 			wg.Wait()
 		})
+	}
+}
+
+// deliveryCounter counts delivered items; one goroutine may wait for a
+// count without spinning.
+type deliveryCounter struct {
+	n       atomic.Int64
+	want    atomic.Int64 // count a waiter waits for; 0: none
+	reached chan struct{}
+}
+
+func newDeliveryCounter() *deliveryCounter {
+	return &deliveryCounter{reached: make(chan struct{}, 1)}
+}
+
+func (c *deliveryCounter) inc() {
+	n := c.n.Add(1)
+	if w := c.want.Load(); w != 0 && n >= w && c.want.CompareAndSwap(w, 0) {
+		c.reached <- struct{}{}
+	}
+}
+
+// wait blocks until the count reaches n. If stalled is not nil, it is
+// called whenever the count has not moved for a millisecond.
+func (c *deliveryCounter) wait(n int64, stalled func()) {
+	if c.n.Load() >= n {
+		return
+	}
+	c.want.Store(n)
+	if c.n.Load() >= n && c.want.CompareAndSwap(n, 0) {
+		return
+	}
+	var tick <-chan time.Time
+	if stalled != nil {
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		tick = t.C
+	}
+	last := c.n.Load()
+	for {
+		select {
+		case <-c.reached:
+			return
+		case <-tick:
+			if cur := c.n.Load(); cur == last {
+				stalled()
+			} else {
+				last = cur
+			}
+		}
 	}
 }
 
@@ -155,8 +263,7 @@ func BenchmarkAddRateLimitedForget(b *testing.B) {
 	for _, impl := range impls {
 		b.Run("impl="+impl.name, func(b *testing.B) {
 			q := impl.rateLimited()
-			var processed atomic.Int64
-			wg := consume(q, 1, &processed)
+			wg := consume(q, 1, newDeliveryCounter())
 			b.ReportAllocs()
 			cpu := startCPU()
 			i := 0

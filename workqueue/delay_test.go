@@ -6,6 +6,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 )
 
@@ -160,5 +161,46 @@ func TestAddAfterFakeClock(t *testing.T) {
 	item, shutdown := q.Get() // blocks until the loop moves "a" in
 	if item != "a" || shutdown {
 		t.Fatalf("Get got (%q, %v), want (\"a\", false)", item, shutdown)
+	}
+}
+
+// lateClock is a fake clock whose timers fire an hour late, as a timer
+// armed from a stale reading of a stepped fake clock does.
+type lateClock struct{ *clocktesting.FakeClock }
+
+func (c lateClock) NewTimer(d time.Duration) clock.Timer {
+	return lateTimer{c.FakeClock.NewTimer(d + time.Hour)}
+}
+
+type lateTimer struct{ clock.Timer }
+
+func (t lateTimer) Reset(d time.Duration) bool { return t.Timer.Reset(d + time.Hour) }
+
+// TestAddAfterWakesLoopWhenTimerIsLate: an AddAfter that finds the delay
+// timer overdue wakes the loop, so an item whose timer fired late (a fake
+// clock stepped between the loop's clock reading and its arming the timer)
+// is not stuck until the next step.
+func TestAddAfterWakesLoopWhenTimerIsLate(t *testing.T) {
+	clk := lateClock{clocktesting.NewFakeClock(time.Unix(1000, 0))}
+	q := newTestQueue(t, Options[string]{Clock: clk})
+	q.AddAfter("a", time.Second)
+	for !clk.HasWaiters() { // the loop has armed its timer
+		runtime.Gosched()
+	}
+	clk.Step(2 * time.Second) // "a" is due; its timer fires in an hour
+	q.AddAfter("b", time.Minute)
+	got := make(chan string, 1)
+	go func() {
+		item, _ := q.Get()
+		got <- item
+	}()
+	select {
+	case item := <-got:
+		if item != "a" {
+			t.Fatalf("Get got %q, want \"a\"", item)
+		}
+	case <-time.After(10 * time.Second):
+		q.ShutDown() // releases the Get
+		t.Fatalf("\"a\" was not handed out while its timer was late")
 	}
 }

@@ -541,8 +541,11 @@ func (q *Queue[T]) addAfter(item T, d time.Duration, prio int32) {
 		at += d
 	}
 	q.delays.add(item, int64(at), prio)
-	if int64(at) < q.timerAt {
-		q.timerAt = int64(at)
+	// Wake the loop when this deadline comes first, and also when the one
+	// its timer is armed for has passed: the timer may fire late (on a fake
+	// clock stepped between the loop's reading and its arming, never).
+	if int64(at) < q.timerAt || q.timerAt <= int64(now.Sub(q.epoch)) {
+		q.timerAt = min(q.timerAt, int64(at))
 		q.startLoopLocked()
 		select {
 		case q.kick <- struct{}{}:
