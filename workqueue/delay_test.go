@@ -2,6 +2,7 @@ package workqueue
 
 import (
 	"runtime"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -162,6 +163,28 @@ func TestAddAfterFakeClock(t *testing.T) {
 	if item != "a" || shutdown {
 		t.Fatalf("Get got (%q, %v), want (\"a\", false)", item, shutdown)
 	}
+}
+
+// TestAddAfterKeepsEarliestDeadlineAndHighestPriority: of two pending
+// delays for one item, the earlier deadline and the higher priority win,
+// even when they come from different adds.
+func TestAddAfterKeepsEarliestDeadlineAndHighestPriority(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newTestQueue(t, Options[string]{})
+		q.Add("x")
+		q.AddWithOptions("a", AddOptions{After: time.Second})
+		q.AddWithOptions("a", AddOptions{After: 2 * time.Second, Priority: 5})
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := drainWaiting(t, q); !slices.Equal(got, []string{"a", "x"}) {
+			t.Fatalf("after 1s got %v, want [a x]", got)
+		}
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if got := q.Len(); got != 0 {
+			t.Fatalf("Len after the later deadline got %d, want 0", got)
+		}
+	})
 }
 
 // lateClock is a fake clock whose timers fire an hour late, as a timer

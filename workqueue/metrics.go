@@ -71,7 +71,8 @@ const unfinishedWorkPeriod = 500 * time.Millisecond
 
 // queueMetrics records metrics for one queue. The queue holds a nil
 // *queueMetrics when metrics are off, so the only cost then is one nil check
-// per operation. All methods are called with the queue's mutex held.
+// per operation. All methods but retry are called with the queue's mutex
+// (mu) held; retry, which touches only Retries, with the delay mutex (dmu).
 type queueMetrics[T comparable] struct {
 	clock      clock.PassiveClock
 	m          QueueMetrics

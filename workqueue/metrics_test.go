@@ -162,9 +162,9 @@ func TestNoMetricsNoGoroutine(t *testing.T) {
 	q := newTestQueue(t, Options[string]{})
 	q.Add("a")
 	q.Done(mustGet(t, q))
-	q.mu.Lock()
+	q.dmu.Lock()
 	started, m := q.loopStarted, q.metrics
-	q.mu.Unlock()
+	q.dmu.Unlock()
 	if started || m != nil {
 		t.Fatalf("loop started %v, metrics %v; want false, nil", started, m)
 	}

@@ -173,14 +173,18 @@ type Queue[T comparable] struct {
 	drain        bool
 	drained      sync.Cond // signalled when processing drops to 0 or drain ends
 
-	// Delays: one heap, one timer, owned by loop (started on first use).
-	delays      delayHeap[T]
-	epoch       time.Time
-	timerAt     int64         // deadline the loop's timer is armed for
-	kick        chan struct{} // wakes loop when timerAt moves earlier
-	stop        chan struct{} // closed by ShutDown
+	// Delays have their own mutex, so that AddAfter does not contend with
+	// Get and Done: dmu guards delays, timerAt and loopStarted. Lock order:
+	// mu before dmu (only shutDown holds both); loop never holds both.
+	dmu         sync.Mutex
+	delays      delayQueue[T]
+	timerAt     int64 // deadline the loop's timer is (about to be) armed for
 	loopStarted bool
-	wg          sync.WaitGroup
+	epoch       time.Time
+	// loop owns the one timer and moves due items into the queue.
+	kick chan struct{} // wakes loop when timerAt moves earlier or is overdue
+	stop chan struct{} // closed by ShutDown
+	wg   sync.WaitGroup
 
 	clock   clock.WithTicker
 	limiter RateLimiter[T]
@@ -227,9 +231,9 @@ func New[T comparable](o Options[T]) (*Queue[T], error) {
 	q.drained.L = &q.mu
 	if o.Metrics != nil {
 		q.metrics = newQueueMetrics[T](o.Metrics, o.Name, o.Clock)
-		q.mu.Lock()
+		q.dmu.Lock()
 		q.startLoopLocked()
-		q.mu.Unlock()
+		q.dmu.Unlock()
 	}
 	return q, nil
 }
@@ -501,8 +505,10 @@ func (q *Queue[T]) shutDown(drain bool) {
 	q.shuttingDown.Store(true)
 	waiters := q.waiters
 	q.waiters = nil
+	q.dmu.Lock()
 	q.delays.reset()
 	q.timerAt = math.MaxInt64
+	q.dmu.Unlock()
 	if first {
 		close(q.stop)
 	}
@@ -525,36 +531,37 @@ func (q *Queue[T]) addAfter(item T, d time.Duration, prio int32) {
 		q.add(item, prio)
 		return
 	}
-	now := q.clock.Now()
-	q.mu.Lock()
+	now := int64(q.clock.Now().Sub(q.epoch))
+	at := int64(math.MaxInt64 - 1)
+	if now <= math.MaxInt64-1-int64(d) {
+		at = now + int64(d)
+	}
+	q.dmu.Lock()
+	// Checked under dmu: shutDown sets the flag before it empties delays
+	// under dmu, so an item added here is either refused or dropped.
 	if q.shuttingDown.Load() {
-		q.mu.Unlock()
+		q.dmu.Unlock()
 		return
 	}
 	if q.metrics != nil {
 		q.metrics.retry()
 	}
-	at := now.Sub(q.epoch)
-	if at > math.MaxInt64-d {
-		at = math.MaxInt64 - 1
-	} else {
-		at += d
-	}
-	q.delays.add(item, int64(at), prio)
+	q.delays.add(item, at, prio)
 	// Wake the loop when this deadline comes first, and also when the one
 	// its timer is armed for has passed: the timer may fire late (on a fake
 	// clock stepped between the loop's reading and its arming, never).
-	if int64(at) < q.timerAt || q.timerAt <= int64(now.Sub(q.epoch)) {
-		q.timerAt = min(q.timerAt, int64(at))
+	if at < q.timerAt || q.timerAt <= now {
+		q.timerAt = min(q.timerAt, at)
 		q.startLoopLocked()
 		select {
 		case q.kick <- struct{}{}:
 		default: // the loop already has a kick pending
 		}
 	}
-	q.mu.Unlock()
+	q.dmu.Unlock()
 }
 
+// startLoopLocked starts loop unless it runs; dmu must be held.
 func (q *Queue[T]) startLoopLocked() {
 	if !q.loopStarted {
 		q.loopStarted = true
@@ -562,9 +569,15 @@ func (q *Queue[T]) startLoopLocked() {
 	}
 }
 
+// moveBatch is the most due items loop moves per acquisition of the locks,
+// so that a burst falling due at once does not hold up Get, Done or
+// AddAfter for long.
+const moveBatch = 1024
+
 // loop owns the delay timer (and, when metrics are on, the unfinished-work
-// ticker). It moves due items from the delay heap into the queue. It stops
-// when ShutDown closes q.stop.
+// ticker). It moves due items from delays into the queue, in batches: it
+// takes them out under dmu, then adds them under mu. It stops when ShutDown
+// closes q.stop.
 func (q *Queue[T]) loop() {
 	var timer clock.Timer // created when first armed
 	var timerC <-chan time.Time
@@ -579,6 +592,7 @@ func (q *Queue[T]) loop() {
 		defer t.Stop()
 		tick = t.C()
 	}
+	var batch []dueItem[T]
 	for {
 		select {
 		case <-q.stop:
@@ -595,21 +609,33 @@ func (q *Queue[T]) loop() {
 		}
 		for {
 			now := int64(q.clock.Now().Sub(q.epoch))
-			q.mu.Lock()
+			q.dmu.Lock()
 			if q.shuttingDown.Load() {
-				q.mu.Unlock()
+				q.dmu.Unlock()
 				return
 			}
-			for q.delays.len() > 0 && q.delays.minAt() <= now {
-				item, prio := q.delays.popMin()
-				// Sending under the lock is safe: the channel has room.
-				if w := q.addLocked(item, prio); w != nil {
-					w <- handoff[T]{item: item}
-				}
-			}
+			batch = q.delays.appendDue(now, batch[:0], moveBatch)
 			next := q.delays.minAt()
 			q.timerAt = next
-			q.mu.Unlock()
+			q.dmu.Unlock()
+			if len(batch) > 0 {
+				q.mu.Lock()
+				// Items taken out before a ShutDown and not yet added are
+				// dropped with the other delayed items.
+				if !q.shuttingDown.Load() {
+					for _, d := range batch {
+						// Sending under the lock is safe: the channel has room.
+						if w := q.addLocked(d.item, d.prio); w != nil {
+							w <- handoff[T]{item: d.item}
+						}
+					}
+				}
+				q.mu.Unlock()
+				clear(batch) // drop the references for the garbage collector
+				if len(batch) == moveBatch {
+					continue // maybe more due
+				}
+			}
 			if next == math.MaxInt64 {
 				if timer != nil {
 					timer.Stop()

@@ -2,6 +2,7 @@ package workqueue
 
 import (
 	"errors"
+	"math"
 	"slices"
 	"sync"
 	"testing"
@@ -345,31 +346,116 @@ func TestRingWrapAndShrink(t *testing.T) {
 	}
 }
 
-func TestDelayHeapOrder(t *testing.T) {
-	var h delayHeap[int]
-	// A deterministic permutation of deadlines; item i at deadline at[i].
-	const n = 1000
+func TestDelayQueueOrder(t *testing.T) {
+	var h delayQueue[int]
+	// A deterministic permutation of deadlines; item i at deadline at[i]
+	// with priority prio[i].
+	const n = 5000
 	at := make([]int64, n)
+	prio := make([]int32, n)
 	for i := range n {
-		at[i] = int64((i * 7919) % n)
-		h.add(i, at[i]+1000, 0)
+		at[i] = int64((i*7919)%n)*1000 + 1000
+		h.add(i, at[i], 0)
 	}
-	// Lower half the deadlines again, and try to raise some (ignored).
-	for i := 0; i < n; i += 2 {
-		at[i] = at[i] / 2
-		h.add(i, at[i]+1000, 0)
-		h.add(i, at[i]+5000, 0)
-	}
-	var got []int64
-	for h.len() > 0 {
-		prev := h.minAt()
-		item, _ := h.popMin()
-		if prev != at[item]+1000 {
-			t.Fatalf("popped item %d at %d, want %d", item, prev, at[item]+1000)
+	// Lower most deadlines again, many times (leaving enough stale entries
+	// behind to compact), and try to raise them (ignored, but the higher
+	// priority is kept).
+	for round := int32(1); round <= 4; round++ {
+		for i := range n {
+			if (i+int(round))%5 == 0 {
+				continue
+			}
+			at[i] = at[i] * 3 / 4
+			h.add(i, at[i], 0)
+			h.add(i, at[i]+5_000_000, round)
+			prio[i] = round
 		}
-		got = append(got, prev)
+	}
+	if h.len() != n {
+		t.Fatalf("len got %d, want %d", h.len(), n)
+	}
+	// Take the items out as time passes, a few at a time.
+	var got []int64
+	var batch []dueItem[int]
+	for now := int64(0); h.len() > 0; {
+		if len(got) > 0 && h.minAt() < got[len(got)-1] {
+			t.Fatalf("minAt %d is before the last deadline taken out, %d", h.minAt(), got[len(got)-1])
+		}
+		batch = h.appendDue(now, batch[:0], 3)
+		for _, d := range batch {
+			if at[d.item] > now {
+				t.Fatalf("item %d due at %d taken out at %d", d.item, at[d.item], now)
+			}
+			if d.prio != prio[d.item] {
+				t.Fatalf("item %d has priority %d, want %d", d.item, d.prio, prio[d.item])
+			}
+			got = append(got, at[d.item])
+		}
+		if len(batch) < 3 {
+			now += 7777
+		}
 	}
 	if len(got) != n || !slices.IsSorted(got) {
 		t.Fatalf("got %d deadlines, sorted %v; want %d sorted", len(got), slices.IsSorted(got), n)
+	}
+	if h.entries != 0 || h.nonEmpty != 0 {
+		t.Fatalf("after taking every item out: %d entries, buckets %b; want none", h.entries, h.nonEmpty)
+	}
+}
+
+func TestDelayQueueTiesFirstInFirstOut(t *testing.T) {
+	var h delayQueue[int]
+	// Items 0..999 at ten deadlines, added in item order but deadlines out
+	// of order, with some lowered onto another deadline later.
+	for i := range 1000 {
+		h.add(i, int64(1+(i*7)%10)*1_000_000, 0)
+	}
+	for i := 0; i < 1000; i += 9 {
+		h.add(i, 500_000, 0) // lowered onto a deadline of its own
+	}
+	got := h.appendDue(math.MaxInt64-1, nil, 2000)
+	if len(got) != 1000 {
+		t.Fatalf("got %d items, want 1000", len(got))
+	}
+	// Expected: the lowered items first, in the order they were lowered,
+	// then each deadline's items in the order they were added.
+	var want []int
+	for i := 0; i < 1000; i += 9 {
+		want = append(want, i)
+	}
+	for d := 1; d <= 10; d++ {
+		for i := range 1000 {
+			if i%9 != 0 && 1+(i*7)%10 == d {
+				want = append(want, i)
+			}
+		}
+	}
+	for i := range want {
+		if got[i].item != want[i] {
+			t.Fatalf("item %d out is %d, want %d", i, got[i].item, want[i])
+		}
+	}
+}
+
+func TestDelayQueueGivesBurstMemoryBack(t *testing.T) {
+	var h delayQueue[int]
+	const n = 100_000
+	for i := range n {
+		h.add(i, int64(1+(i*7919)%n)*1000, 0)
+	}
+	for i := 0; i < n; i += 2 {
+		h.add(i, int64(1+(i*7919)%n)*500, 0) // stale entries left behind
+	}
+	var batch []dueItem[int]
+	for now := int64(0); h.len() > 0; now += 10_000_000 {
+		batch = h.appendDue(now, batch[:0], n)
+	}
+	if h.index != nil || h.entries != 0 {
+		t.Fatalf("after draining: index %v, %d entries; want nil, 0", h.index != nil, h.entries)
+	}
+	for i, b := range h.buckets {
+		if cap(b) > ringShrinkCap {
+			t.Fatalf("after draining: bucket %d keeps capacity %d, want <= %d", i, cap(b), ringShrinkCap)
+		}
 	}
 }
