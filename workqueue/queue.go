@@ -3,6 +3,7 @@ package workqueue
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -114,6 +115,9 @@ type itemState struct {
 	// priority to queue with on Done (when dirty while processing).
 	prio  int32
 	flags uint8
+	// hot: the item is in the hot cache, which must be told of every
+	// change of its dirty flag or prio (see hotCache).
+	hot bool
 }
 
 // qentry is an element of a level. It is live when the item's state still
@@ -186,6 +190,14 @@ type Queue[T comparable] struct {
 	stop chan struct{} // closed by ShutDown
 	wg   sync.WaitGroup
 
+	// The hot cache lets a repeated Add of an item that is already dirty
+	// return without taking mu (see hotCache). hot counts the items in it;
+	// Add does not look there while it is 0.
+	hot      atomic.Int32
+	hotCache atomic.Pointer[hotCache[T]] // made on first use, under mu
+	hotSeed  maphash.Seed
+	hotGen   uint64 // generations of hot items; under mu
+
 	clock   clock.WithTicker
 	limiter RateLimiter[T]
 	metrics *queueMetrics[T] // nil when metrics are off
@@ -226,6 +238,7 @@ func New[T comparable](o Options[T]) (*Queue[T], error) {
 		stop:      make(chan struct{}),
 		clock:     o.Clock,
 		limiter:   o.RateLimiter,
+		hotSeed:   maphash.MakeSeed(),
 	}
 	q.levels = []*level[T]{{prio: 0}}
 	q.drained.L = &q.mu
@@ -274,6 +287,9 @@ func clampPriority(p int) int32 {
 }
 
 func (q *Queue[T]) add(item T, prio int32) {
+	if q.hot.Load() != 0 && q.addHot(item, prio) {
+		return
+	}
 	q.mu.Lock()
 	if q.shuttingDown.Load() {
 		q.mu.Unlock()
@@ -298,15 +314,16 @@ func (q *Queue[T]) addLocked(item T, prio int32) chan handoff[T] {
 			st.flags |= flagDirty
 			st.prio = prio
 			q.items[item] = st
+			if st.hot {
+				q.syncHotLocked(item, st)
+			}
 			if q.metrics != nil {
 				q.metrics.add(item)
 			}
+			return nil
 		case st.flags&flagProcessing != 0:
 			// Dirty while processing: remember the highest priority.
-			if prio > st.prio {
-				st.prio = prio
-				q.items[item] = st
-			}
+			st.prio = max(st.prio, prio)
 		case prio > st.prio:
 			// Waiting at a lower priority: move it to the back of the new
 			// priority unless aging already placed it further ahead.
@@ -316,9 +333,16 @@ func (q *Queue[T]) addLocked(item T, prio int32) chan handoff[T] {
 				q.level(prio).q.push(qentry[T]{item: item, v: v})
 				q.stale++
 				st.v, st.prio = v, prio
-				q.items[item] = st
 			}
 		}
+		// Added again while dirty: the item is hot.
+		if st.hot {
+			q.syncHotLocked(item, st)
+		} else {
+			q.promoteHotLocked(item, st)
+			st.hot = true
+		}
+		q.items[item] = st
 		return nil
 	}
 	if q.metrics != nil {
@@ -336,16 +360,17 @@ func (q *Queue[T]) addLocked(item T, prio int32) chan handoff[T] {
 		}
 		return w
 	}
-	q.pushLocked(item, prio)
+	q.pushLocked(item, prio, false)
 	return nil
 }
 
 // pushLocked queues item, which must be in no level, at the back of prio.
-func (q *Queue[T]) pushLocked(item T, prio int32) {
+// hot is the item's hot flag (its dirty flag and prio do not change).
+func (q *Queue[T]) pushLocked(item T, prio int32, hot bool) {
 	q.seq++
 	v := q.seq - q.agingStep*int64(prio)
 	q.level(prio).q.push(qentry[T]{item: item, v: v})
-	q.items[item] = itemState{v: v, prio: prio, flags: flagDirty}
+	q.items[item] = itemState{v: v, prio: prio, flags: flagDirty, hot: hot}
 	q.queued++
 }
 
@@ -390,7 +415,10 @@ func (q *Queue[T]) popLocked() T {
 			q.stale--
 			continue
 		}
-		q.items[e.item] = itemState{flags: flagProcessing}
+		q.items[e.item] = itemState{flags: flagProcessing, hot: st.hot}
+		if st.hot {
+			q.syncHotLocked(e.item, itemState{flags: flagProcessing})
+		}
 		q.queued--
 		q.processing++
 		if q.queued == 0 && q.stale > 0 {
@@ -455,15 +483,21 @@ func (q *Queue[T]) Done(item T) {
 			q.waiters[n-1] = nil
 			q.waiters = q.waiters[:n-1]
 			q.processing++
-			q.items[item] = itemState{flags: flagProcessing}
+			q.items[item] = itemState{flags: flagProcessing, hot: st.hot}
+			if st.hot {
+				q.syncHotLocked(item, itemState{flags: flagProcessing})
+			}
 			if q.metrics != nil {
 				q.metrics.get(item)
 			}
 		} else {
-			q.pushLocked(item, st.prio)
+			q.pushLocked(item, st.prio, st.hot)
 		}
 	} else {
 		delete(q.items, item)
+		if st.hot {
+			q.dropHotLocked(item)
+		}
 	}
 	if q.processing == 0 && q.drain {
 		q.drained.Broadcast()

@@ -21,6 +21,8 @@ func TestStress(t *testing.T) {
 		{name: "unique-ish keys", producers: 4, consumers: 8, keys: 5000, addsPerProd: 5000},
 		{name: "hot keys", producers: 8, consumers: 8, keys: 8, addsPerProd: 5000},
 		{name: "with delays and priorities", producers: 4, consumers: 4, keys: 200, addsPerProd: 2000, delayed: true, prioritised: true},
+		// More hot keys than the hot cache holds: promotions and evictions.
+		{name: "hot keys beyond the hot cache", producers: 4, consumers: 4, keys: 3 * hotStripes * hotWays, addsPerProd: 20000, prioritised: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
