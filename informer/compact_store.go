@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
@@ -81,7 +82,7 @@ func (s *compactStore[T]) lookup(key string, h uint64) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	return t.slots[i], true
+	return t.entry(i), true
 }
 
 // get returns the object under key: the hot one, or the entry decoded (and
@@ -162,9 +163,11 @@ func (s *compactStore[T]) decode(e string) (T, error) {
 	return obj, nil
 }
 
-// encode builds the entry of obj under key. On failure it returns a plain
-// entry (the caller keeps obj in the plain map) and the error.
-func (s *compactStore[T]) encode(key string, obj T) (string, error) {
+// encode builds the entry of obj under key, in a buffer that starts with
+// its length (see newEntryBuf), and returns the entry and the buffer. On
+// failure it returns a plain entry (the caller keeps obj in the plain map)
+// and the error.
+func (s *compactStore[T]) encode(key string, obj T) (string, unsafe.Pointer, error) {
 	var flags byte
 	var av, kind string
 	if !s.codec.typeMetaInBand {
@@ -186,12 +189,13 @@ func (s *compactStore[T]) encode(key string, obj T) (string, error) {
 		head += uvarintLen(len(av)) + len(av) + uvarintLen(len(kind)) + len(kind)
 	}
 	var buf []byte
+	var off int
 	var err error
 	if s.codec.size != nil {
 		size := s.codec.size(obj)
-		buf = make([]byte, head+size)
+		buf, off = newEntryBuf(head + size)
 		var n int
-		n, err = s.codec.marshalTo(obj, buf[head:])
+		n, err = s.codec.marshalTo(obj, buf[off+head:])
 		if err == nil && n != size {
 			err = fmt.Errorf("protobuf size %d, marshalled %d", size, n)
 		}
@@ -199,25 +203,26 @@ func (s *compactStore[T]) encode(key string, obj T) (string, error) {
 		var enc []byte
 		enc, err = s.codec.marshal(obj)
 		if err == nil {
-			buf = make([]byte, head+len(enc))
-			copy(buf[head:], enc)
+			buf, off = newEntryBuf(head + len(enc))
+			copy(buf[off+head:], enc)
 		}
 	}
 	if err != nil {
-		buf = make([]byte, 1+uvarintLen(len(key))+len(key))
+		buf, off = newEntryBuf(1 + uvarintLen(len(key)) + len(key))
 		flags = flagPlain
 		err = fmt.Errorf("informer: encoding %s as %s: %w", key, s.codec.name, err)
 	}
-	buf[0] = flags
-	i := 1 + binary.PutUvarint(buf[1:], uint64(len(key)))
-	i += copy(buf[i:], key)
+	e := buf[off:]
+	e[0] = flags
+	i := 1 + binary.PutUvarint(e[1:], uint64(len(key)))
+	i += copy(e[i:], key)
 	if flags == typeMetaInline {
-		i += binary.PutUvarint(buf[i:], uint64(len(av)))
-		i += copy(buf[i:], av)
-		i += binary.PutUvarint(buf[i:], uint64(len(kind)))
-		copy(buf[i:], kind)
+		i += binary.PutUvarint(e[i:], uint64(len(av)))
+		i += copy(e[i:], av)
+		i += binary.PutUvarint(e[i:], uint64(len(kind)))
+		copy(e[i:], kind)
 	}
-	return bytesString(buf), err
+	return bytesString(e), unsafe.Pointer(&buf[0]), err
 }
 
 func uvarintLen(n int) int {
@@ -229,7 +234,7 @@ func uvarintLen(n int) int {
 // whether the object is kept decoded because it could not be encoded.
 // Keeping the hot cache right is the caller's job.
 func (s *compactStore[T]) set(key string, h uint64, obj T) (stored string, existed, plain bool) {
-	e, err := s.encode(key, obj)
+	e, buf, err := s.encode(key, obj)
 	if err != nil {
 		s.onError(key, err)
 	}
@@ -242,13 +247,13 @@ func (s *compactStore[T]) set(key string, h uint64, obj T) (stored string, exist
 	}
 	i, found := t.find(key, h)
 	if found {
-		prev := t.slots[i]
+		prev := t.entry(i)
 		s.bytes -= s.entryBytes(prev)
 		if prev[0]&flagPlain != 0 {
 			delete(s.plain, key)
 		}
 	}
-	t.put(i, e, s.seed)
+	t.put(i, buf, s.seed)
 	if !found {
 		s.n++
 	}
@@ -295,7 +300,7 @@ func (s *compactStore[T]) remove(key string, h uint64) (string, bool) {
 	if !found {
 		return "", false
 	}
-	e := t.slots[i]
+	e := t.entry(i)
 	s.bytes -= s.entryBytes(e)
 	if e[0]&flagPlain != 0 {
 		delete(s.plain, key)
@@ -321,24 +326,57 @@ func (s *compactStore[T]) each(fn func(e string) bool) {
 }
 
 // entryTable is an open-addressing hash set of entries keyed by their key,
-// with linear probing. An entry is at least 2 bytes long, so "" marks an
-// empty slot and a 1-byte string a deleted one.
+// with linear probing. A slot is one pointer, to the start of an entry's
+// allocation: the entry's length (uvarint), then the entry (see
+// newEntryBuf). nil marks an empty slot and tombstone a deleted one.
 type entryTable struct {
-	slots []string // length a power of two
+	slots []unsafe.Pointer // length a power of two
 	used  int
 	tombs int
 }
 
-const tombstone = "\x00"
+var tombstoneByte byte
+
+// tombstone marks a deleted slot. It points to no entry.
+var tombstone = unsafe.Pointer(&tombstoneByte)
+
+// newEntryBuf returns a buffer for an entry of n bytes: its length, then
+// room for the entry, which starts at the returned offset.
+func newEntryBuf(n int) ([]byte, int) {
+	off := uvarintLen(n)
+	buf := make([]byte, off+n)
+	binary.PutUvarint(buf, uint64(n))
+	return buf, off
+}
+
+// slotEntry returns the entry whose buffer starts at p.
+func slotEntry(p unsafe.Pointer) string {
+	var n uint64
+	var shift uint
+	i := uintptr(0)
+	for {
+		b := *(*byte)(unsafe.Add(p, i))
+		i++
+		n |= uint64(b&0x7f) << shift
+		if b < 0x80 {
+			break
+		}
+		shift += 7
+	}
+	return unsafe.String((*byte)(unsafe.Add(p, i)), int(n))
+}
 
 // Table sizes: a table grows by doubling when three quarters of its slots
-// are used or deleted (so its load stays between 3/8 and 3/4: about 27
+// are used or deleted (so its load stays between 3/8 and 3/4: about 13
 // bytes of slots per entry) and halves when under an eighth is used.
 const minTableSize = 4
 
 func newEntryTable() *entryTable {
-	return &entryTable{slots: make([]string, minTableSize)}
+	return &entryTable{slots: make([]unsafe.Pointer, minTableSize)}
 }
+
+// entry returns the entry in slot i, which must hold one.
+func (t *entryTable) entry(i int) string { return slotEntry(t.slots[i]) }
 
 // find returns the slot holding key, or the slot where it would be put.
 func (t *entryTable) find(key string, h uint64) (int, bool) {
@@ -346,19 +384,18 @@ func (t *entryTable) find(key string, h uint64) (int, bool) {
 	i := h & mask
 	free := -1
 	for {
-		e := t.slots[i]
-		switch len(e) {
-		case 0:
+		switch p := t.slots[i]; p {
+		case nil:
 			if free >= 0 {
 				return free, false
 			}
 			return int(i), false
-		case 1:
+		case tombstone:
 			if free < 0 {
 				free = int(i)
 			}
 		default:
-			if k, _ := entryKey(e); k == key {
+			if k, _ := entryKey(slotEntry(p)); k == key {
 				return int(i), true
 			}
 		}
@@ -366,16 +403,17 @@ func (t *entryTable) find(key string, h uint64) (int, bool) {
 	}
 }
 
-// put stores e in slot i (from find), growing the table when needed.
-func (t *entryTable) put(i int, e string, seed maphash.Seed) {
-	switch len(t.slots[i]) {
-	case 0:
+// put stores the entry buffer p in slot i (from find), growing the table
+// when needed.
+func (t *entryTable) put(i int, p unsafe.Pointer, seed maphash.Seed) {
+	switch t.slots[i] {
+	case nil:
 		t.used++
-	case 1:
+	case tombstone:
 		t.used++
 		t.tombs--
 	}
-	t.slots[i] = e
+	t.slots[i] = p
 	if (t.used+t.tombs)*4 >= len(t.slots)*3 {
 		size := len(t.slots)
 		if t.used*2 >= size {
@@ -397,26 +435,26 @@ func (t *entryTable) remove(i int, seed maphash.Seed) {
 
 func (t *entryTable) rehash(size int, seed maphash.Seed) {
 	old := t.slots
-	t.slots = make([]string, size)
+	t.slots = make([]unsafe.Pointer, size)
 	t.used, t.tombs = 0, 0
 	mask := uint64(size - 1)
-	for _, e := range old {
-		if len(e) < 2 {
+	for _, p := range old {
+		if p == nil || p == tombstone {
 			continue
 		}
-		k, _ := entryKey(e)
+		k, _ := entryKey(slotEntry(p))
 		i := maphash.String(seed, k) & mask
-		for t.slots[i] != "" {
+		for t.slots[i] != nil {
 			i = (i + 1) & mask
 		}
-		t.slots[i] = e
+		t.slots[i] = p
 		t.used++
 	}
 }
 
 func (t *entryTable) each(fn func(e string) bool) bool {
-	for _, e := range t.slots {
-		if len(e) >= 2 && !fn(e) {
+	for _, p := range t.slots {
+		if p != nil && p != tombstone && !fn(slotEntry(p)) {
 			return false
 		}
 	}
