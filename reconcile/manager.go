@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/kubernetes"
@@ -109,6 +110,11 @@ type ManagerOptions struct {
 	// KeepManagedFields keeps metadata.managedFields in the caches (they
 	// are stripped by default: often half an object, rarely read).
 	KeepManagedFields bool
+
+	// CompactKinds lists kinds whose caches keep objects encoded, for
+	// about half the memory and a decode per read of an object not
+	// recently used (see informer.FactoryOptions.CompactKinds).
+	CompactKinds []schema.GroupKind
 }
 
 const (
@@ -242,6 +248,7 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 		Logger:            opts.Logger.WithName("informer"),
 		Registerer:        opts.Registry,
 		KeepManagedFields: opts.KeepManagedFields,
+		CompactKinds:      opts.CompactKinds,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: %w", err)
