@@ -51,4 +51,17 @@
 // In a program with several consumers, get informers from a [Factory] so
 // each kind and scope is watched and cached once. Tests can feed informers
 // from the in-memory API server in package informertest.
+//
+// For large caches read less often than they change, a compact cache
+// ([Options.Compact], or [FactoryOptions.CompactKinds] per kind) keeps
+// each object in its encoding (protobuf for built-in types) and decodes it
+// on read, for about half the memory; reads of objects an event just
+// delivered are served decoded from a small cache of hot objects:
+//
+//	f, err := informer.NewFactory(informer.FactoryOptions{Config: cfg,
+//		CompactKinds: []schema.GroupKind{{Kind: "ConfigMap"}, {Kind: "Secret"}}})
+//
+// A compact cache answers every read as the default one does (checked by
+// differential tests); what a read of a cold object costs is a decode,
+// about what a DeepCopy of the object costs.
 package informer
