@@ -20,15 +20,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 	"k8s.io/utils/clock"
 
+	"github.com/capstan-io/capstan/internal/lazymapper"
 	"github.com/capstan-io/capstan/internal/restclient"
 )
 
@@ -66,7 +64,8 @@ type FactoryOptions struct {
 	// CRD types in a scheme of your own and pass it here.
 	Scheme *runtime.Scheme
 	// Mapper maps kinds to resources; default a discovery-based mapper
-	// that refreshes when it meets an unknown kind.
+	// that fetches one group version at a time, on first use of a kind of
+	// it, and again when it meets an unknown kind.
 	Mapper meta.RESTMapper
 	// Logger, Clock, Registerer, KeepManagedFields, ResyncCheckPeriod and
 	// Reflector apply to every informer the factory creates (see [Options]).
@@ -137,11 +136,11 @@ func NewFactory(opts FactoryOptions) (*Factory, error) {
 		opts.Logger = logr.Discard()
 	}
 	if opts.Mapper == nil {
-		dc, err := discovery.NewDiscoveryClientForConfig(opts.Config)
+		m, err := lazymapper.New(opts.Config)
 		if err != nil {
 			return nil, fmt.Errorf("informer: FactoryOptions.Config: %w", err)
 		}
-		opts.Mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+		opts.Mapper = m
 	}
 	dyn, err := dynamic.NewForConfig(opts.Config)
 	if err != nil {

@@ -18,14 +18,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/util/flowcontrol"
 
 	"github.com/capstan-io/capstan/informer"
+	"github.com/capstan-io/capstan/internal/lazymapper"
 	"github.com/capstan-io/capstan/internal/restclient"
 )
 
@@ -70,11 +68,11 @@ func NewClientSource(cfg *rest.Config, scheme *runtime.Scheme, mapper meta.RESTM
 		scheme = clientgoscheme.Scheme
 	}
 	if mapper == nil {
-		dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+		m, err := lazymapper.New(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("reconcile: NewClientSource: %w", err)
 		}
-		mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+		mapper = m
 	}
 	return &StaticClientSource{cfg: cfg, scheme: scheme, mapper: mapper, factory: factory}, nil
 }

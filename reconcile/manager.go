@@ -15,15 +15,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/capstan-io/capstan/informer"
+	"github.com/capstan-io/capstan/internal/lazymapper"
 	"github.com/capstan-io/capstan/leaderelection"
 	"github.com/capstan-io/capstan/workqueue"
 )
@@ -78,8 +76,10 @@ type ManagerOptions struct {
 	// Scheme maps Go types to kinds. Default: client-go's built-in types.
 	// Register CRD types in a scheme of your own and pass it.
 	Scheme *runtime.Scheme
-	// RESTMapper maps kinds to resources. Default: discovery-based, cached,
-	// refreshed when it meets an unknown kind.
+	// RESTMapper maps kinds to resources. Default: discovery of one group
+	// version at a time, on first use of a kind of it (not the whole
+	// discovery document), cached, and fetched again when a kind is
+	// missing from it.
 	RESTMapper meta.RESTMapper
 	// Logger is the root logger. Default: logr.Discard().
 	Logger logr.Logger
@@ -190,11 +190,11 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 		opts.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	if opts.RESTMapper == nil {
-		dc, err := discovery.NewDiscoveryClientForConfig(opts.Config)
+		m, err := lazymapper.New(opts.Config)
 		if err != nil {
 			return nil, fmt.Errorf("reconcile: ManagerOptions.Config: %w", err)
 		}
-		opts.RESTMapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+		opts.RESTMapper = m
 	}
 	m := &Manager{
 		opts:   opts,
