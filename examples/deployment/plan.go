@@ -30,11 +30,15 @@ type scaleOp struct {
 type podCounts map[types.UID]int32
 
 // countPods counts, per ReplicaSet of rss, the pods it controls that have
-// not finished. Pods of other controllers are left out.
-func countPods(pods []*corev1.Pod, rss []*appsv1.ReplicaSet) podCounts {
-	out := make(podCounts, len(rss))
+// not finished (unfinished), and of those the ones not being deleted
+// (undeleted: no deletionTimestamp). Pods of other controllers are left
+// out.
+func countPods(pods []*corev1.Pod, rss []*appsv1.ReplicaSet) (unfinished, undeleted podCounts) {
+	unfinished = make(podCounts, len(rss))
+	undeleted = make(podCounts, len(rss))
 	for _, rs := range rss {
-		out[rs.UID] = 0
+		unfinished[rs.UID] = 0
+		undeleted[rs.UID] = 0
 	}
 	for _, p := range pods {
 		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
@@ -44,11 +48,14 @@ func countPods(pods []*corev1.Pod, rss []*appsv1.ReplicaSet) podCounts {
 		if ref == nil {
 			continue
 		}
-		if _, ok := out[ref.UID]; ok {
-			out[ref.UID]++
+		if _, ok := unfinished[ref.UID]; ok {
+			unfinished[ref.UID]++
+			if p.DeletionTimestamp == nil {
+				undeleted[ref.UID]++
+			}
 		}
 	}
-	return out
+	return unfinished, undeleted
 }
 
 // newRSReplicas is the size the new ReplicaSet may grow to now (kcm's
@@ -63,22 +70,28 @@ func countPods(pods []*corev1.Pod, rss []*appsv1.ReplicaSet) podCounts {
 // scaled down, still shutting down (or not yet deleted by the ReplicaSet
 // controller), and the new ReplicaSet's new pods run together above the
 // surge limit. This makes each step wait for the old pods to be gone, like
-// the TerminationComplete pod replacement policy of KEP-3973.
-func newRSReplicas(d *appsv1.Deployment, allRSs []*appsv1.ReplicaSet, newRS *appsv1.ReplicaSet, pods podCounts) (int32, error) {
+// the TerminationComplete pod replacement policy of KEP-3973. While the
+// ReplicaSet controller has yet to issue the deletions of such pods, the
+// step waits for all of them rather than growing pod by pod (undeleted
+// counts the pods without a deletionTimestamp).
+func newRSReplicas(d *appsv1.Deployment, allRSs []*appsv1.ReplicaSet, newRS *appsv1.ReplicaSet, pods, undeleted podCounts) (int32, error) {
 	switch d.Spec.Strategy.Type {
 	case appsv1.RollingUpdateDeploymentStrategyType:
 		surge, _, err := fenceposts(d)
 		if err != nil {
 			return 0, err
 		}
-		var current int64
+		var current, bySpec int64
+		deleting := false // the ReplicaSet controller has pods of an old ReplicaSet left to delete
 		for _, rs := range allRSs {
 			if rs == nil {
 				continue
 			}
 			n := rsReplicas(rs)
+			bySpec += int64(n)
 			if rs.UID != "" {
 				n = max(n, pods[rs.UID])
+				deleting = deleting || (rs != newRS && undeleted[rs.UID] > rsReplicas(rs))
 			}
 			current += int64(n)
 		}
@@ -87,7 +100,19 @@ func newRSReplicas(d *appsv1.Deployment, allRSs []*appsv1.ReplicaSet, newRS *app
 		if current >= maxTotal {
 			return cur, nil
 		}
-		up := min(maxTotal-current, int64(replicas(d))-int64(cur))
+		need := int64(replicas(d)) - int64(cur)
+		up := min(maxTotal-current, need)
+		// While the ReplicaSet controller is still deleting the pods of an
+		// old ReplicaSet it was told to shrink, the room they hold frees up
+		// one pod at a time, as fast as its client's rate limit lets it
+		// delete; following it pod by pod would cost a write and an event
+		// per pod. Wait until it has issued every deletion (each deletion
+		// wakes the Deployment), unless the room already makes the whole
+		// step sizes alone would allow. Pods merely terminating (marked,
+		// waiting for their kubelet) do not hold the step back.
+		if deleting && up < min(maxTotal-bySpec, need) {
+			return cur, nil
+		}
 		return clampInt32(int(int64(cur) + max(up, 0))), nil
 	case appsv1.RecreateDeploymentStrategyType:
 		return replicas(d), nil

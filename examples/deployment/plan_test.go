@@ -11,13 +11,15 @@ import (
 
 func TestNewRSReplicas(t *testing.T) {
 	tests := []struct {
-		name    string
-		d       *appsv1.Deployment
-		old     []*appsv1.ReplicaSet
-		newRS   *appsv1.ReplicaSet
-		pods    podCounts
-		want    int32
-		wantErr bool
+		name  string
+		d     *appsv1.Deployment
+		old   []*appsv1.ReplicaSet
+		newRS *appsv1.ReplicaSet
+		pods  podCounts
+		// undeleted defaults to pods (nothing being deleted).
+		undeleted podCounts
+		want      int32
+		wantErr   bool
 	}{
 		{name: "integer surge", d: testDeployment(10, "2", "0"),
 			old: []*appsv1.ReplicaSet{testRS("v1", 10, old)}, newRS: testRS("v2", 0, newer), want: 2},
@@ -38,6 +40,18 @@ func TestNewRSReplicas(t *testing.T) {
 		{name: "new ReplicaSet's pending pods count no more than its size", d: testDeployment(3, "1", "0"),
 			old: []*appsv1.ReplicaSet{testRS("v1", 2, old)}, newRS: testRS("v2", 1, newer),
 			pods: podCounts{"v1-uid": 2, "v2-uid": 0}, want: 2},
+		{name: "old pods not yet deleted: the step waits for all of them", d: testDeployment(100, "25", "25"),
+			old: []*appsv1.ReplicaSet{testRS("v1", 75, old)}, newRS: testRS("v2", 25, newer),
+			pods: podCounts{"v1-uid": 90, "v2-uid": 25}, want: 25},
+		{name: "old pods all deleted but still terminating: grow into the room there is", d: testDeployment(100, "25", "25"),
+			old: []*appsv1.ReplicaSet{testRS("v1", 75, old)}, newRS: testRS("v2", 25, newer),
+			pods: podCounts{"v1-uid": 90, "v2-uid": 25}, undeleted: podCounts{"v1-uid": 75, "v2-uid": 25}, want: 35},
+		{name: "old pods all gone: the whole step", d: testDeployment(100, "25", "25"),
+			old: []*appsv1.ReplicaSet{testRS("v1", 75, old)}, newRS: testRS("v2", 25, newer),
+			pods: podCounts{"v1-uid": 75, "v2-uid": 25}, want: 50},
+		{name: "deletions pending but the room already completes the rollout", d: testDeployment(10, "5", "0"),
+			old: []*appsv1.ReplicaSet{testRS("v1", 0, old)}, newRS: testRS("v2", 8, newer),
+			pods: podCounts{"v1-uid": 3, "v2-uid": 8}, want: 10},
 		{name: "recreate takes every replica", d: recreate(testDeployment(5, "", "")),
 			old: []*appsv1.ReplicaSet{testRS("v1", 0, old)}, newRS: testRS("v2", 0, newer), want: 5},
 		{name: "unknown strategy", d: func() *appsv1.Deployment {
@@ -49,7 +63,11 @@ func TestNewRSReplicas(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			all := append(tc.old, tc.newRS)
-			got, err := newRSReplicas(tc.d, all, tc.newRS, tc.pods)
+			undeleted := tc.undeleted
+			if undeleted == nil {
+				undeleted = tc.pods
+			}
+			got, err := newRSReplicas(tc.d, all, tc.newRS, tc.pods, undeleted)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("got error %v, want error %v", err, tc.wantErr)
 			}
@@ -269,9 +287,13 @@ func TestCountPods(t *testing.T) {
 		{ObjectMeta: metav1.ObjectMeta{Name: "foreign", OwnerReferences: ctrl("other-uid")}, Status: corev1.PodStatus{Phase: corev1.PodRunning}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "orphan"}, Status: corev1.PodStatus{Phase: corev1.PodRunning}},
 	}
-	got := countPods(pods, []*appsv1.ReplicaSet{testRS("v1", 0, old), testRS("v2", 0, newer)})
+	got, undeleted := countPods(pods, []*appsv1.ReplicaSet{testRS("v1", 0, old), testRS("v2", 0, newer)})
 	want := podCounts{"v1-uid": 2, "v2-uid": 1}
 	if len(got) != len(want) || got["v1-uid"] != 2 || got["v2-uid"] != 1 {
-		t.Fatalf("got %v, want %v", got, want)
+		t.Fatalf("unfinished: got %v, want %v", got, want)
+	}
+	want = podCounts{"v1-uid": 1, "v2-uid": 1}
+	if len(undeleted) != len(want) || undeleted["v1-uid"] != 1 || undeleted["v2-uid"] != 1 {
+		t.Fatalf("undeleted: got %v, want %v", undeleted, want)
 	}
 }

@@ -61,7 +61,7 @@ func (s *syncer) reconcileNewReplicaSet(ctx context.Context, allRSs []*appsv1.Re
 		scaled, _, err := s.scaleReplicaSet(ctx, newRS, want, false)
 		return scaled, err
 	}
-	size, err := newRSReplicas(s.d, allRSs, newRS, s.pods)
+	size, err := newRSReplicas(s.d, allRSs, newRS, s.pods, s.undeleted)
 	if err != nil {
 		return false, err
 	}

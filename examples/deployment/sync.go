@@ -34,8 +34,9 @@ type syncer struct {
 	// checkAfter, if positive, is when the progress deadline needs to be
 	// checked again.
 	checkAfter time.Duration
-	// pods counts the unfinished pods of each claimed ReplicaSet.
-	pods podCounts
+	// pods counts the unfinished pods of each claimed ReplicaSet,
+	// undeleted those of them not being deleted.
+	pods, undeleted podCounts
 }
 
 // sync is kcm's syncDeployment, less the parts the capstan controller
@@ -63,7 +64,7 @@ func (s *syncer) sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if s.pods, err = s.podCounts(ctx, rss); err != nil {
+	if s.pods, s.undeleted, err = s.podCounts(ctx, rss); err != nil {
 		return err
 	}
 	if d.DeletionTimestamp != nil {
@@ -154,13 +155,15 @@ func (s *syncer) claimReplicaSets(ctx context.Context) ([]*appsv1.ReplicaSet, er
 	return c.Claim(ctx, all)
 }
 
-// podCounts counts the unfinished pods of each of rss.
-func (s *syncer) podCounts(ctx context.Context, rss []*appsv1.ReplicaSet) (podCounts, error) {
+// podCounts counts the unfinished pods of each of rss, and of those the
+// ones not being deleted.
+func (s *syncer) podCounts(ctx context.Context, rss []*appsv1.ReplicaSet) (unfinished, undeleted podCounts, err error) {
 	pods, err := s.r.pods.List(ctx, reconcile.ListOptions{Namespace: s.d.Namespace})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return countPods(pods, rss), nil
+	unfinished, undeleted = countPods(pods, rss)
+	return unfinished, undeleted, nil
 }
 
 // syncStatusOnly writes the status of a Deployment being deleted, and
@@ -286,7 +289,7 @@ func (s *syncer) newReplicaSet(ctx context.Context, rss, oldRSs []*appsv1.Replic
 			Template:        *template,
 		},
 	}
-	size, err := newRSReplicas(d, append(slices.Clone(oldRSs), newRS), newRS, s.pods)
+	size, err := newRSReplicas(d, append(slices.Clone(oldRSs), newRS), newRS, s.pods, s.undeleted)
 	if err != nil {
 		return nil, err
 	}
