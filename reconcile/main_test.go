@@ -1,13 +1,10 @@
 package reconcile_test
 
 import (
-	"fmt"
-	"os"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/capstan-io/capstan/envtest"
+	"github.com/capstan-io/capstan/internal/testmain"
 )
 
 // One control plane serves every integration test of the package; tests
@@ -19,17 +16,4 @@ var env = envtest.NewShared(envtest.Options{})
 // needed.
 func sharedEnv(tb testing.TB) *envtest.Environment { return env.Get(tb) }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmain.Run(m, env) }

@@ -2,14 +2,11 @@ package wiretap_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -17,24 +14,12 @@ import (
 
 	"github.com/capstan-io/capstan/envtest"
 	"github.com/capstan-io/capstan/envtest/wiretap"
+	"github.com/capstan-io/capstan/internal/testmain"
 )
 
 var env = envtest.NewShared(envtest.Options{})
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmain.Run(m, env) }
 
 func TestClassify(t *testing.T) {
 	tests := []struct {

@@ -2,13 +2,10 @@ package controllermanager_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,24 +13,12 @@ import (
 
 	"github.com/capstan-io/capstan/envtest"
 	"github.com/capstan-io/capstan/examples/controllermanager"
+	"github.com/capstan-io/capstan/internal/testmain"
 )
 
 var env = envtest.NewShared(envtest.Options{})
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmain.Run(m, env) }
 
 func TestEnabled(t *testing.T) {
 	tests := []struct {

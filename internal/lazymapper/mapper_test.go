@@ -2,16 +2,13 @@ package lazymapper_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,24 +21,12 @@ import (
 
 	"github.com/capstan-io/capstan/envtest"
 	"github.com/capstan-io/capstan/internal/lazymapper"
+	"github.com/capstan-io/capstan/internal/testmain"
 )
 
 var sharedEnv = envtest.NewShared(envtest.Options{})
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := sharedEnv.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping envtest:", err)
-		code = 1
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmain.Run(m, sharedEnv) }
 
 // requests records the paths of the GET requests a config makes.
 type requests struct {
