@@ -168,7 +168,7 @@ type Queue[T comparable] struct {
 	// processing counts items held by workers.
 	processing int
 
-	// waiters are blocked Gets, oldest first (woken newest first). Non-empty only while
+	// waiters are blocked Gets, oldest first. Non-empty only while
 	// queued == 0: an item added then is handed straight to a waiter.
 	waiters   []chan handoff[T]
 	waiterBuf sync.Pool // of chan handoff[T], capacity 1
@@ -348,7 +348,11 @@ func (q *Queue[T]) addLocked(item T, prio int32) chan handoff[T] {
 	if q.metrics != nil {
 		q.metrics.add(item)
 	}
-	if w := q.popWaiterLocked(); w != nil {
+	if n := len(q.waiters); n > 0 {
+		w := q.waiters[0]
+		copy(q.waiters, q.waiters[1:])
+		q.waiters[n-1] = nil
+		q.waiters = q.waiters[:n-1]
 		q.items[item] = itemState{flags: flagProcessing}
 		q.processing++
 		if q.metrics != nil {
@@ -358,21 +362,6 @@ func (q *Queue[T]) addLocked(item T, prio int32) chan handoff[T] {
 	}
 	q.pushLocked(item, prio, false)
 	return nil
-}
-
-// popWaiterLocked removes and returns the most recent blocked Get, or nil.
-// Most recent first: its goroutine has parked last, so its thread is the
-// likeliest to be still spinning for work, and waking it is cheapest; the
-// Gets that wait longest are those not needed while the load is low.
-func (q *Queue[T]) popWaiterLocked() chan handoff[T] {
-	n := len(q.waiters)
-	if n == 0 {
-		return nil
-	}
-	w := q.waiters[n-1]
-	q.waiters[n-1] = nil
-	q.waiters = q.waiters[:n-1]
-	return w
 }
 
 // pushLocked queues item, which must be in no level, at the back of prio.
@@ -488,7 +477,11 @@ func (q *Queue[T]) Done(item T) {
 	q.processing--
 	var w chan handoff[T]
 	if st.flags&flagDirty != 0 {
-		if w = q.popWaiterLocked(); w != nil {
+		if n := len(q.waiters); n > 0 {
+			w = q.waiters[0]
+			copy(q.waiters, q.waiters[1:])
+			q.waiters[n-1] = nil
+			q.waiters = q.waiters[:n-1]
 			q.processing++
 			q.items[item] = itemState{flags: flagProcessing, hot: st.hot}
 			if st.hot {
