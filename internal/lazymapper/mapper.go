@@ -157,21 +157,9 @@ func (m *Mapper) ResourceSingularizer(resource string) (string, error) {
 // String names the mapper in errors.
 func (m *Mapper) String() string { return "lazymapper.Mapper" }
 
-// kindQuery answers q over gk's group, loading the versions it needs; a
-// miss in versions loaded earlier loads them again once.
+// kindQuery answers q over gk's group.
 func (m *Mapper) kindQuery(gk schema.GroupKind, versions []string, q func(meta.RESTMapper) error) error {
-	fresh, err := m.ensure(gk.Group, versions, false)
-	if err != nil {
-		return err
-	}
-	err = m.ask(gk.Group, q)
-	if err == nil || fresh || !meta.IsNoMatchError(err) {
-		return err
-	}
-	if _, err := m.ensure(gk.Group, versions, true); err != nil {
-		return err
-	}
-	return m.ask(gk.Group, q)
+	return m.groupQuery(gk.Group, versions, q)
 }
 
 // resourceQuery answers q for a partial resource: within its group when
@@ -189,18 +177,24 @@ func (m *Mapper) resourceQuery(r schema.GroupVersionResource, q func(meta.RESTMa
 	if r.Version != "" {
 		versions = []string{r.Version}
 	}
-	fresh, err := m.ensure(r.Group, versions, false)
+	return m.groupQuery(r.Group, versions, q)
+}
+
+// groupQuery answers q over the group, loading the versions it needs; a
+// miss in versions loaded earlier loads them again once.
+func (m *Mapper) groupQuery(name string, versions []string, q func(meta.RESTMapper) error) error {
+	fresh, err := m.ensure(name, versions, false)
 	if err != nil {
 		return err
 	}
-	err = m.ask(r.Group, q)
+	err = m.ask(name, q)
 	if err == nil || fresh || !meta.IsNoMatchError(err) {
 		return err
 	}
-	if _, err := m.ensure(r.Group, versions, true); err != nil {
+	if _, err := m.ensure(name, versions, true); err != nil {
 		return err
 	}
-	return m.ask(r.Group, q)
+	return m.ask(name, q)
 }
 
 // ask runs q over the group's mapper, or reports no match when the group
