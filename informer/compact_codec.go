@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"unsafe"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/serializer/cbor/direct"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
@@ -19,7 +20,8 @@ import (
 //
 // The key is part of the entry so that an object costs one allocation; the
 // store's tables, index sets and hot cache hold the key as a substring of
-// the entry. Entries are immutable.
+// the entry. Entries are immutable, and must stay so (no buffer reuse):
+// decoded objects may alias them (see codec.unmarshalEntry).
 
 // Entry flags.
 const (
@@ -45,6 +47,10 @@ type codec[T Object] struct {
 	marshal   func(obj T) ([]byte, error)
 	// unmarshal decodes data, which it must not modify or retain.
 	unmarshal func(data []byte) (T, error)
+	// unmarshalEntry decodes the encoding in a stored entry. Entries are
+	// immutable, so the result may alias data (strings that are
+	// substrings of it), which it then keeps alive. Defaults to unmarshal.
+	unmarshalEntry func(data string) (T, error)
 	// typeMetaInBand: the encoding carries apiVersion and kind itself.
 	typeMetaInBand bool
 	// protoLabels: the encoding is protobuf with ObjectMeta as field 1, so
@@ -74,7 +80,7 @@ func newCodec[T Object]() (*codec[T], error) {
 	probe := newT()
 	switch any(probe).(type) {
 	case *unstructured.Unstructured:
-		return &codec[T]{
+		return withEntryDecoder(&codec[T]{
 			name:           "cbor",
 			typeMetaInBand: true,
 			marshal: func(obj T) ([]byte, error) {
@@ -88,7 +94,7 @@ func newCodec[T Object]() (*codec[T], error) {
 				}
 				return any(&unstructured.Unstructured{Object: m}).(T), nil
 			},
-		}, nil
+		}), nil
 	case protoObject:
 		c := &codec[T]{
 			name:      "protobuf",
@@ -103,10 +109,18 @@ func newCodec[T Object]() (*codec[T], error) {
 				return obj, nil
 			},
 		}
+		if _, ok := any(probe).(*corev1.ConfigMap); ok {
+			c.unmarshalEntry = func(data string) (T, error) {
+				if cm, ok := decodeConfigMapAliased(data); ok {
+					return any(cm).(T), nil
+				}
+				return c.unmarshal(stringBytes(data))
+			}
+		}
 		c.protoLabels = probeProtoLabels(c, newT())
-		return c, nil
+		return withEntryDecoder(c), nil
 	}
-	return &codec[T]{
+	return withEntryDecoder(&codec[T]{
 		name:           "json",
 		typeMetaInBand: true,
 		marshal:        func(obj T) ([]byte, error) { return json.Marshal(obj) },
@@ -118,7 +132,16 @@ func newCodec[T Object]() (*codec[T], error) {
 			}
 			return obj, nil
 		},
-	}, nil
+	}), nil
+}
+
+// withEntryDecoder makes c decode stored entries with unmarshal unless it
+// has a decoder of its own for them.
+func withEntryDecoder[T Object](c *codec[T]) *codec[T] {
+	if c.unmarshalEntry == nil {
+		c.unmarshalEntry = func(data string) (T, error) { return c.unmarshal(stringBytes(data)) }
+	}
+	return c
 }
 
 // probeProtoLabels checks that labels read from T's protobuf encoding

@@ -153,7 +153,7 @@ func (s *compactStore[T]) decode(e string) (T, error) {
 		}
 		gvk = schema.FromAPIVersionAndKind(av, kind)
 	}
-	obj, err := s.codec.unmarshal(stringBytes(e[off:]))
+	obj, err := s.codec.unmarshalEntry(e[off:])
 	if err != nil {
 		return zero, fmt.Errorf("informer: decoding cached %s object: %w", s.codec.name, err)
 	}
