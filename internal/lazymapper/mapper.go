@@ -18,9 +18,7 @@ package lazymapper
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -278,16 +276,22 @@ func (m *Mapper) loaded(name string, versions []string) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	g := m.groups[name]
-	if g == nil {
-		return false
-	}
+	return g != nil && g.has(versions)
+}
+
+// has reports whether the versions (every version of the group document
+// when versions is empty) are loaded.
+func (g *group) has(versions []string) bool {
 	if len(versions) == 0 {
 		if g.doc == nil {
 			return false
 		}
 		for _, v := range g.doc.Versions {
-			versions = append(versions, v.Version)
+			if _, ok := g.versions[v.Version]; !ok {
+				return false
+			}
 		}
+		return true
 	}
 	for _, v := range versions {
 		if _, ok := g.versions[v]; !ok {
@@ -361,7 +365,7 @@ func (m *Mapper) groupDoc(ctx context.Context, name string) (*metav1.APIGroup, e
 // version the server does not serve has none (nil).
 func (m *Mapper) resources(ctx context.Context, gv schema.GroupVersion) ([]metav1.APIResource, error) {
 	list, err := m.serverResources(ctx, gv.String())
-	if notServed(err) {
+	if apierrors.IsNotFound(err) { // not served (IsNotFound matches any 404)
 		return nil, nil
 	}
 	if err != nil {
@@ -381,17 +385,6 @@ func (m *Mapper) serverResources(ctx context.Context, gv string) (*metav1.APIRes
 		return dc.ServerResourcesForGroupVersionWithContext(ctx, gv)
 	}
 	return m.dc.ServerResourcesForGroupVersion(gv)
-}
-
-func notServed(err error) bool {
-	if err == nil {
-		return false
-	}
-	if apierrors.IsNotFound(err) {
-		return true
-	}
-	var se apierrors.APIStatus
-	return errors.As(err, &se) && se.Status().Code == http.StatusNotFound
 }
 
 // everything returns a mapper over every group, as client-go's discovery
