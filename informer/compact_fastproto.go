@@ -217,46 +217,30 @@ func pbMapEntry(enc string) (k, v string, ok bool) {
 // pbUint, or the payload) and the offset past it. Other wire types, and
 // fields running past enc, report false.
 func pbField(enc string, i int) (tag uint64, v string, next int, ok bool) {
-	tag, i, ok = pbVarint(enc, i)
-	if !ok {
+	tag, n := uvarintString(enc[i:])
+	if n <= 0 {
 		return 0, "", 0, false
 	}
+	i += n
 	switch tag & 7 {
 	case 0:
-		start := i
-		if _, i, ok = pbVarint(enc, i); !ok {
+		if _, n = uvarintString(enc[i:]); n <= 0 {
 			return 0, "", 0, false
 		}
-		return tag, enc[start:i], i, true
+		return tag, enc[i : i+n], i + n, true
 	case 2:
-		var n uint64
-		if n, i, ok = pbVarint(enc, i); !ok || n > uint64(len(enc)-i) {
+		l, n := uvarintString(enc[i:])
+		if n <= 0 || l > uint64(len(enc)-i-n) {
 			return 0, "", 0, false
 		}
-		return tag, enc[i : i+int(n)], i + int(n), true
+		i += n
+		return tag, enc[i : i+int(l)], i + int(l), true
 	}
 	return 0, "", 0, false
 }
 
-// pbVarint reads the varint at enc[i:] as generated code does: at most 10
-// bytes, bits past 64 dropped.
-func pbVarint(enc string, i int) (x uint64, next int, ok bool) {
-	for shift := uint(0); shift < 64; shift += 7 {
-		if i >= len(enc) {
-			return 0, 0, false
-		}
-		b := enc[i]
-		i++
-		x |= uint64(b&0x7f) << shift
-		if b < 0x80 {
-			return x, i, true
-		}
-	}
-	return 0, 0, false
-}
-
 // pbUint is the value of a varint pbField returned.
 func pbUint(v string) uint64 {
-	x, _, _ := pbVarint(v, 0)
+	x, _ := uvarintString(v)
 	return x
 }
