@@ -201,13 +201,7 @@ func getOrCreate[T Object](f *Factory, key factoryKey, mk func() (*SharedInforme
 }
 
 func (f *Factory) mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
-	m, err := f.opts.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	if err != nil {
-		if r, ok := f.opts.Mapper.(meta.ResettableRESTMapper); ok && meta.IsNoMatchError(err) {
-			r.Reset()
-			m, err = f.opts.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		}
-	}
+	m, err := lazymapper.Lookup(f.opts.Mapper, gvk)
 	if err != nil {
 		return nil, fmt.Errorf("informer: kind %s: %w", gvk, err)
 	}

@@ -220,21 +220,15 @@ func (c *Client[T]) GroupVersionKind() schema.GroupVersionKind { return c.gvk }
 func (c *Client[T]) newObject() T { return c.proto.DeepCopyObject().(T) }
 
 // resolve returns the REST mapping of T, looking it up on first use. A
-// failed look-up is retried on the next call, after a reset of the mapper
-// if it can (a CRD installed meanwhile).
+// failed look-up is retried on the next call; a kind the mapper does not
+// know is looked up afresh (lazymapper.Lookup: a CRD installed meanwhile).
 func (c *Client[T]) resolve() (*meta.RESTMapping, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.mapping != nil {
 		return c.mapping, nil
 	}
-	m, err := c.mapper.RESTMapping(c.gvk.GroupKind(), c.gvk.Version)
-	if err != nil && meta.IsNoMatchError(err) {
-		if r, ok := c.mapper.(meta.ResettableRESTMapper); ok {
-			r.Reset()
-			m, err = c.mapper.RESTMapping(c.gvk.GroupKind(), c.gvk.Version)
-		}
-	}
+	m, err := lazymapper.Lookup(c.mapper, c.gvk)
 	if err != nil {
 		return nil, fmt.Errorf("resolving the resource of %s: %w", c.gvk, err)
 	}

@@ -409,3 +409,22 @@ func (m *Mapper) everything() (meta.RESTMapper, error) {
 	m.mu.Unlock()
 	return all, nil
 }
+
+// Lookup returns the mapping of gvk from any RESTMapper. A mapper that
+// does not refresh itself (client-go's deferred discovery mapper, say)
+// is Reset and asked again when it knows no such kind, so that a CRD
+// installed since it was filled is found. A Mapper already fetches the
+// group again on a miss, so it is not Reset: that would forget every
+// other group it has discovered.
+func Lookup(m meta.RESTMapper, gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
+	mapping, err := m.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if _, self := m.(*Mapper); err == nil || self || !meta.IsNoMatchError(err) {
+		return mapping, err
+	}
+	r, ok := m.(meta.ResettableRESTMapper)
+	if !ok {
+		return nil, err
+	}
+	r.Reset()
+	return m.RESTMapping(gvk.GroupKind(), gvk.Version)
+}
