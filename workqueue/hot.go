@@ -70,8 +70,9 @@ func (q *Queue[T]) stripe(c *hotCache[T], item T) *hotStripe[T] {
 }
 
 // addHot reports whether an Add of item with prio is a no-op because the
-// hot cache has it dirty at a priority no lower. It takes no lock.
-func (q *Queue[T]) addHot(item T, prio int32) bool {
+// hot cache has it dirty at a priority no lower (noop), and whether the
+// cache has it at all (cached). It takes no lock.
+func (q *Queue[T]) addHot(item T, prio int32) (noop, cached bool) {
 	s := q.stripe(q.hotCache.Load(), item)
 	for i := range s.ways {
 		w := &s.ways[i]
@@ -80,9 +81,9 @@ func (q *Queue[T]) addHot(item T, prio int32) bool {
 			continue
 		}
 		st := w.state.Load()
-		return st>>33 == r.gen && st&(1<<32) != 0 && prio <= int32(uint32(st))
+		return st>>33 == r.gen && st&(1<<32) != 0 && prio <= int32(uint32(st)), true
 	}
-	return false
+	return false, false
 }
 
 // wayLocked returns the way holding item, which is in the hot cache; q.mu
@@ -115,9 +116,7 @@ func (q *Queue[T]) promoteHotLocked(item T, st itemState) {
 		i = s.next
 		s.next = (s.next + 1) % hotWays
 		victim := s.ways[i].item.Load().item
-		vst := q.items[victim]
-		vst.hot = false
-		q.items[victim] = vst
+		q.slots[q.items[victim]].st.hot = false
 	} else {
 		q.hot.Add(1)
 	}

@@ -26,7 +26,8 @@ func checkHot[T comparable](t *testing.T, q *Queue[T]) {
 				if q.stripe(c, r.item) != &c[si] {
 					t.Fatalf("hot item %v in stripe %d, not its own", r.item, si)
 				}
-				st, ok := q.items[r.item]
+				si, ok := q.items[r.item]
+				st := q.slots[si].st
 				if !ok || !st.hot {
 					t.Fatalf("hot item %v: in the queue %v, hot %v; want true, true", r.item, ok, st.hot)
 				}
@@ -37,8 +38,8 @@ func checkHot[T comparable](t *testing.T, q *Queue[T]) {
 		}
 	}
 	hot := 0
-	for _, st := range q.items {
-		if st.hot {
+	for _, si := range q.items {
+		if q.slots[si].st.hot {
 			hot++
 		}
 	}

@@ -120,19 +120,27 @@ type itemState struct {
 	hot bool
 }
 
-// qentry is an element of a level. It is live when the item's state still
-// names this level and v; otherwise it is stale (left behind when a re-add
-// with a higher priority moved the item) and skipped.
-type qentry[T comparable] struct {
+// slot holds an item in the queue and its state (see Queue.slots).
+type slot[T comparable] struct {
 	item T
+	st   itemState
+}
+
+// qentry is an element of a level: the item in slots[slot], queued with
+// virtual deadline v. It is live when that slot's state is waiting in this
+// level with this v; otherwise it is stale (left behind when a re-add with
+// a higher priority moved the item, or when the slot was freed and given
+// to another item, which then has another v) and skipped.
+type qentry struct {
 	v    int64
+	slot int32
 }
 
 // level is the FIFO of one priority. Within a level v increases from front
 // to back, so the next item overall is the front of some level.
-type level[T comparable] struct {
+type level struct {
 	prio int32
-	q    ring[qentry[T]]
+	q    ring[qentry]
 }
 
 // handoff is what a blocked Get receives.
@@ -149,16 +157,20 @@ type handoff[T comparable] struct {
 type Queue[T comparable] struct {
 	mu sync.Mutex
 
-	// items holds the state of every item that is waiting or being
-	// processed. The number of waiting (dirty, not processing) items is
+	// items maps every item that is waiting or being processed to its slot
+	// in slots, which holds its state; free lists the unused slots. The
+	// levels refer to slots, so that handing an item out costs no map
+	// access. The number of waiting (dirty, not processing) items is
 	// queued; each has exactly one live entry in levels.
-	items  map[T]itemState
+	items  map[T]int32
+	slots  []slot[T]
+	free   []int32
 	queued int
 
 	// levels holds one FIFO per priority in use; levels[0] is priority 0
 	// and is never removed. Few distinct priorities are expected, so the
 	// levels are scanned linearly.
-	levels []*level[T]
+	levels []*level
 	// stale counts stale entries in levels.
 	stale int
 	// seq numbers queueings; with agingStep it gives each entry its v.
@@ -169,9 +181,28 @@ type Queue[T comparable] struct {
 	processing int
 
 	// waiters are blocked Gets, oldest first. Non-empty only while
-	// queued == 0: an item added then is handed straight to a waiter.
+	// queued == 0 and the intake is empty: an item added then is handed
+	// straight to a waiter.
 	waiters   []chan handoff[T]
 	waiterBuf sync.Pool // of chan handoff[T], capacity 1
+
+	// The intake lets Add of an item at priority 0 return without waiting
+	// for mu when another goroutine holds it and no Get is blocked: it
+	// appends the item under imu, and the next operation to take mu
+	// applies the intake, in order, before it looks at the queue
+	// (applyIntakeLocked). With one goroutine adding and several workers
+	// taking items, the adder then rarely waits for the workers' Gets and
+	// Dones, and they apply its adds in batches. So the intake is a log of
+	// adds not yet applied, and nothing that holds mu can tell it from adds
+	// applied at once. See intakeAdd for why no item can wait in it while a
+	// Get is blocked.
+	_       [64]byte
+	imu     sync.Mutex
+	intake  []T          // under imu
+	intakeN atomic.Int32 // len(intake); written under imu
+	parked  atomic.Int32 // len(waiters); raised under mu and imu, lowered under mu
+	_       [64]byte
+	spare   []T // under mu: the intake's other buffer
 
 	shuttingDown atomic.Bool // written with mu held
 	drain        bool
@@ -230,7 +261,7 @@ func New[T comparable](o Options[T]) (*Queue[T], error) {
 	}
 	o.setDefaults()
 	q := &Queue[T]{
-		items:     make(map[T]itemState),
+		items:     make(map[T]int32),
 		agingStep: int64(o.AgingStep),
 		epoch:     o.Clock.Now(),
 		timerAt:   math.MaxInt64,
@@ -240,7 +271,7 @@ func New[T comparable](o Options[T]) (*Queue[T], error) {
 		limiter:   o.RateLimiter,
 		hotSeed:   maphash.MakeSeed(),
 	}
-	q.levels = []*level[T]{{prio: 0}}
+	q.levels = []*level{{prio: 0}}
 	q.drained.L = &q.mu
 	if o.Metrics != nil {
 		q.metrics = newQueueMetrics[T](o.Metrics, o.Name, o.Clock)
@@ -287,14 +318,28 @@ func clampPriority(p int) int32 {
 }
 
 func (q *Queue[T]) add(item T, prio int32) {
-	if q.hot.Load() != 0 && q.addHot(item, prio) {
-		return
+	hot := false
+	if q.hot.Load() != 0 {
+		var noop bool
+		if noop, hot = q.addHot(item, prio); noop {
+			return
+		}
 	}
-	q.mu.Lock()
+	// Take mu if it is free; if another goroutine holds it, leave the add
+	// in the intake rather than wait. Not for a hot item: applied now, it
+	// becomes dirty, and the hot cache absorbs its next adds; left in the
+	// intake, each of them would be queued there too.
+	if !q.mu.TryLock() {
+		if prio == 0 && !hot && q.metrics == nil && q.intakeAdd(item) {
+			return
+		}
+		q.mu.Lock()
+	}
 	if q.shuttingDown.Load() {
 		q.mu.Unlock()
 		return
 	}
+	q.applyIntakeLocked()
 	w := q.addLocked(item, prio)
 	q.mu.Unlock()
 	if w != nil {
@@ -302,18 +347,73 @@ func (q *Queue[T]) add(item T, prio int32) {
 	}
 }
 
+// intakeMax bounds the intake: an Add that finds it full applies it.
+const intakeMax = 256
+
+// intakeAdd appends item to the intake and reports true, or reports false
+// when the add must be applied under mu: when a Get is blocked (the item
+// must be handed to it now), when the queue is shutting down, or when the
+// intake is full.
+//
+// No item waits in the intake while a Get is blocked: a Get registers as
+// blocked (parked) holding mu and imu, after applying the intake under
+// them, and an Add appends only under imu and while none is parked.
+func (q *Queue[T]) intakeAdd(item T) bool {
+	if q.parked.Load() != 0 {
+		return false // saves taking imu; checked again under it
+	}
+	q.imu.Lock()
+	if q.parked.Load() != 0 || q.shuttingDown.Load() || len(q.intake) >= intakeMax {
+		q.imu.Unlock()
+		return false
+	}
+	q.intake = append(q.intake, item)
+	q.intakeN.Store(int32(len(q.intake)))
+	q.imu.Unlock()
+	return true
+}
+
+// applyIntakeLocked applies the adds waiting in the intake; mu must be
+// held.
+func (q *Queue[T]) applyIntakeLocked() {
+	if q.intakeN.Load() == 0 {
+		return
+	}
+	q.imu.Lock()
+	batch := q.intake
+	q.intake = q.spare[:0]
+	q.intakeN.Store(0)
+	q.imu.Unlock()
+	q.applyLocked(batch)
+}
+
+// applyLocked adds the items of batch, taken from the intake, and keeps
+// batch as the intake's spare buffer; mu must be held.
+func (q *Queue[T]) applyLocked(batch []T) {
+	for _, item := range batch {
+		// No Get is blocked (see intakeAdd), so no item is handed over;
+		// were one, the send would not block (the channel has room).
+		if w := q.addLocked(item, 0); w != nil {
+			w <- handoff[T]{item: item}
+		}
+	}
+	clear(batch)
+	q.spare = batch[:0]
+}
+
 // addLocked records an add of item. When a Get is blocked it marks the item
 // as processing and returns that Get's channel; the caller sends the item on
 // it (after unlocking: the channel has room, so the send never blocks).
 func (q *Queue[T]) addLocked(item T, prio int32) chan handoff[T] {
-	st, ok := q.items[item]
+	i, ok := q.items[item]
 	if ok {
+		st := q.slots[i].st
 		switch {
 		case st.flags&flagDirty == 0:
 			// Being processed: queue it again on Done.
 			st.flags |= flagDirty
 			st.prio = prio
-			q.items[item] = st
+			q.slots[i].st = st
 			if st.hot {
 				q.syncHotLocked(item, st)
 			}
@@ -330,7 +430,7 @@ func (q *Queue[T]) addLocked(item T, prio int32) chan handoff[T] {
 			v := q.seq + 1 - q.agingStep*int64(prio)
 			if v < st.v {
 				q.seq++
-				q.level(prio).q.push(qentry[T]{item: item, v: v})
+				q.level(prio).q.push(qentry{v: v, slot: i})
 				q.stale++
 				st.v, st.prio = v, prio
 			}
@@ -342,7 +442,7 @@ func (q *Queue[T]) addLocked(item T, prio int32) chan handoff[T] {
 			q.promoteHotLocked(item, st)
 			st.hot = true
 		}
-		q.items[item] = st
+		q.slots[i].st = st
 		return nil
 	}
 	if q.metrics != nil {
@@ -353,35 +453,70 @@ func (q *Queue[T]) addLocked(item T, prio int32) chan handoff[T] {
 		copy(q.waiters, q.waiters[1:])
 		q.waiters[n-1] = nil
 		q.waiters = q.waiters[:n-1]
-		q.items[item] = itemState{flags: flagProcessing}
+		q.parked.Add(-1)
+		q.newSlotLocked(item, itemState{flags: flagProcessing})
 		q.processing++
 		if q.metrics != nil {
 			q.metrics.get(item)
 		}
 		return w
 	}
-	q.pushLocked(item, prio, false)
+	q.pushLocked(q.newSlotLocked(item, itemState{}), prio, false)
 	return nil
 }
 
-// pushLocked queues item, which must be in no level, at the back of prio.
-// hot is the item's hot flag (its dirty flag and prio do not change).
-func (q *Queue[T]) pushLocked(item T, prio int32, hot bool) {
+// newSlotLocked records item, which must not be in items, with state st and
+// returns its slot.
+func (q *Queue[T]) newSlotLocked(item T, st itemState) int32 {
+	var i int32
+	if n := len(q.free); n > 0 {
+		i = q.free[n-1]
+		q.free = q.free[:n-1]
+		q.slots[i] = slot[T]{item: item, st: st}
+	} else {
+		// More than 1<<31 items at once would take hundreds of GiB.
+		i = int32(len(q.slots))
+		q.slots = append(q.slots, slot[T]{item: item, st: st})
+	}
+	q.items[item] = i
+	return i
+}
+
+// slabKeep is how many slots the queue keeps when it empties; beyond that it
+// lets the garbage collector have them.
+const slabKeep = 4096
+
+// freeSlotLocked forgets item, whose slot is i.
+func (q *Queue[T]) freeSlotLocked(item T, i int32) {
+	delete(q.items, item)
+	q.slots[i] = slot[T]{}
+	q.free = append(q.free, i)
+	if len(q.items) == 0 && len(q.slots) > slabKeep && q.stale == 0 {
+		// No entry refers to a slot: the levels hold only live entries,
+		// and there is no item.
+		q.slots, q.free = nil, nil
+	}
+}
+
+// pushLocked queues the item of slot i, which must be in no level, at the
+// back of prio. hot is the item's hot flag (its dirty flag and prio do not
+// change).
+func (q *Queue[T]) pushLocked(i int32, prio int32, hot bool) {
 	q.seq++
 	v := q.seq - q.agingStep*int64(prio)
-	q.level(prio).q.push(qentry[T]{item: item, v: v})
-	q.items[item] = itemState{v: v, prio: prio, flags: flagDirty, hot: hot}
+	q.level(prio).q.push(qentry{v: v, slot: i})
+	q.slots[i].st = itemState{v: v, prio: prio, flags: flagDirty, hot: hot}
 	q.queued++
 }
 
 // level returns the level of prio, creating it if needed.
-func (q *Queue[T]) level(prio int32) *level[T] {
+func (q *Queue[T]) level(prio int32) *level {
 	for _, l := range q.levels {
 		if l.prio == prio {
 			return l
 		}
 	}
-	l := &level[T]{prio: prio}
+	l := &level{prio: prio}
 	q.levels = append(q.levels, l)
 	return l
 }
@@ -410,14 +545,16 @@ func (q *Queue[T]) popLocked() T {
 			}
 		}
 		e := best.q.pop()
-		st, ok := q.items[e.item]
-		if !ok || st.flags != flagDirty || st.prio != best.prio || st.v != e.v {
+		s := &q.slots[e.slot]
+		st := s.st
+		if st.flags != flagDirty || st.prio != best.prio || st.v != e.v {
 			q.stale--
 			continue
 		}
-		q.items[e.item] = itemState{flags: flagProcessing, hot: st.hot}
+		s.st = itemState{flags: flagProcessing, hot: st.hot}
+		item := s.item
 		if st.hot {
-			q.syncHotLocked(e.item, itemState{flags: flagProcessing})
+			q.syncHotLocked(item, itemState{flags: flagProcessing})
 		}
 		q.queued--
 		q.processing++
@@ -429,9 +566,9 @@ func (q *Queue[T]) popLocked() T {
 			q.stale = 0
 		}
 		if q.metrics != nil {
-			q.metrics.get(e.item)
+			q.metrics.get(item)
 		}
-		return e.item
+		return item
 	}
 }
 
@@ -441,15 +578,32 @@ func (q *Queue[T]) popLocked() T {
 // handed out (as with client-go) until none is left.
 func (q *Queue[T]) Get() (item T, shutdown bool) {
 	q.mu.Lock()
-	if q.queued > 0 {
-		item = q.popLocked()
-		q.mu.Unlock()
-		return item, false
+	q.applyIntakeLocked()
+	for {
+		if q.queued > 0 {
+			item = q.popLocked()
+			q.mu.Unlock()
+			return item, false
+		}
+		if q.shuttingDown.Load() {
+			q.mu.Unlock()
+			return item, true
+		}
+		// Park, unless an Add filled the intake meanwhile: then apply it
+		// and look again (its adds may all have been of items already
+		// waiting or being processed).
+		q.imu.Lock()
+		if len(q.intake) == 0 {
+			break
+		}
+		batch := q.intake
+		q.intake = q.spare[:0]
+		q.intakeN.Store(0)
+		q.imu.Unlock()
+		q.applyLocked(batch)
 	}
-	if q.shuttingDown.Load() {
-		q.mu.Unlock()
-		return item, true
-	}
+	q.parked.Add(1)
+	q.imu.Unlock()
 	w, _ := q.waiterBuf.Get().(chan handoff[T])
 	if w == nil {
 		w = make(chan handoff[T], 1)
@@ -466,11 +620,13 @@ func (q *Queue[T]) Get() (item T, shutdown bool) {
 // nothing.
 func (q *Queue[T]) Done(item T) {
 	q.mu.Lock()
-	st, ok := q.items[item]
-	if !ok || st.flags&flagProcessing == 0 {
+	q.applyIntakeLocked()
+	i, ok := q.items[item]
+	if !ok || q.slots[i].st.flags&flagProcessing == 0 {
 		q.mu.Unlock()
 		return
 	}
+	st := q.slots[i].st
 	if q.metrics != nil {
 		q.metrics.done(item)
 	}
@@ -482,8 +638,9 @@ func (q *Queue[T]) Done(item T) {
 			copy(q.waiters, q.waiters[1:])
 			q.waiters[n-1] = nil
 			q.waiters = q.waiters[:n-1]
+			q.parked.Add(-1)
 			q.processing++
-			q.items[item] = itemState{flags: flagProcessing, hot: st.hot}
+			q.slots[i].st = itemState{flags: flagProcessing, hot: st.hot}
 			if st.hot {
 				q.syncHotLocked(item, itemState{flags: flagProcessing})
 			}
@@ -491,10 +648,10 @@ func (q *Queue[T]) Done(item T) {
 				q.metrics.get(item)
 			}
 		} else {
-			q.pushLocked(item, st.prio, st.hot)
+			q.pushLocked(i, st.prio, st.hot)
 		}
 	} else {
-		delete(q.items, item)
+		q.freeSlotLocked(item, i)
 		if st.hot {
 			q.dropHotLocked(item)
 		}
@@ -513,6 +670,7 @@ func (q *Queue[T]) Done(item T) {
 func (q *Queue[T]) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.applyIntakeLocked()
 	return q.queued
 }
 
@@ -536,9 +694,18 @@ func (q *Queue[T]) shutDown(drain bool) {
 	q.mu.Lock()
 	q.drain = drain
 	first := !q.shuttingDown.Load()
+	// Adds in the intake came before the shutdown: apply them. Setting the
+	// flag under imu orders every later intakeAdd after it.
+	q.imu.Lock()
 	q.shuttingDown.Store(true)
+	batch := q.intake
+	q.intake = nil
+	q.intakeN.Store(0)
+	q.imu.Unlock()
+	q.applyLocked(batch)
 	waiters := q.waiters
 	q.waiters = nil
+	q.parked.Store(0)
 	q.dmu.Lock()
 	q.delays.reset()
 	q.timerAt = math.MaxInt64
@@ -657,6 +824,7 @@ func (q *Queue[T]) loop() {
 				// Items taken out before a ShutDown and not yet added are
 				// dropped with the other delayed items.
 				if !q.shuttingDown.Load() {
+					q.applyIntakeLocked()
 					for _, d := range batch {
 						// Sending under the lock is safe: the channel has room.
 						if w := q.addLocked(d.item, d.prio); w != nil {

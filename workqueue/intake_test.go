@@ -1,0 +1,140 @@
+package workqueue
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// The intake is used by Add only when another goroutine holds the queue's
+// mutex, which a test cannot arrange reliably; these tests put adds in it
+// directly, as such an Add would, and check that nothing can tell them from
+// adds applied at once.
+
+func mustIntakeAdd(t *testing.T, q *Queue[int], item int) {
+	t.Helper()
+	if !q.intakeAdd(item) {
+		t.Fatalf("intakeAdd(%d) refused, want accepted", item)
+	}
+}
+
+func TestIntakeAddsAreQueuedInOrder(t *testing.T) {
+	q := newTestQueue(t, Options[int]{})
+	q.Add(1)
+	mustIntakeAdd(t, q, 2)
+	mustIntakeAdd(t, q, 1) // a duplicate of a waiting item
+	mustIntakeAdd(t, q, 3)
+	if got := q.Len(); got != 3 {
+		t.Fatalf("Len got %d, want 3", got)
+	}
+	var got []int
+	for range 3 {
+		item, _ := q.Get()
+		got = append(got, item)
+		q.Done(item)
+	}
+	if want := []int{1, 2, 3}; !slices.Equal(got, want) {
+		t.Fatalf("order got %v, want %v", got, want)
+	}
+}
+
+// An item re-added while being processed is queued at its Done, behind
+// items added before that Done: Done applies the intake first.
+func TestIntakeAppliedBeforeDone(t *testing.T) {
+	q := newTestQueue(t, Options[int]{})
+	q.Add(1)
+	x, _ := q.Get()
+	mustIntakeAdd(t, q, x)
+	mustIntakeAdd(t, q, 2)
+	q.Done(x)
+	a, _ := q.Get()
+	b, _ := q.Get()
+	if a != 2 || b != 1 {
+		t.Fatalf("after Done got %d then %d, want 2 then 1 (as client-go)", a, b)
+	}
+}
+
+// A Get that finds only adds of items already processing in the intake
+// must block, not return or spin (a first version spun here for ever).
+func TestGetBlocksWhenIntakeHoldsOnlyProcessingItems(t *testing.T) {
+	q := newTestQueue(t, Options[int]{})
+	q.Add(1)
+	x, _ := q.Get()
+	mustIntakeAdd(t, q, x)
+	got := make(chan int, 1)
+	go func() {
+		item, _ := q.Get()
+		got <- item
+	}()
+	select {
+	case item := <-got:
+		t.Fatalf("Get returned %d while its only item is being processed", item)
+	case <-time.After(50 * time.Millisecond):
+	}
+	q.Done(x)
+	select {
+	case item := <-got:
+		if item != x {
+			t.Fatalf("Get got %d, want %d", item, x)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Get still blocked after Done of the re-added item")
+	}
+}
+
+// While a Get is blocked, an add must reach it at once: the intake refuses.
+func TestIntakeRefusesWhileGetBlocked(t *testing.T) {
+	q := newTestQueue(t, Options[int]{})
+	got := make(chan int, 1)
+	go func() {
+		item, _ := q.Get()
+		got <- item
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for q.parked.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("Get never blocked")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if q.intakeAdd(7) {
+		t.Fatal("intakeAdd accepted an item while a Get was blocked")
+	}
+	q.Add(7)
+	if item := <-got; item != 7 {
+		t.Fatalf("Get got %d, want 7", item)
+	}
+}
+
+// Adds in the intake at ShutDown came before it: their items are handed
+// out; later adds are refused.
+func TestIntakeAtShutDown(t *testing.T) {
+	q := newTestQueue(t, Options[int]{})
+	mustIntakeAdd(t, q, 5)
+	q.ShutDown()
+	if q.intakeAdd(6) {
+		t.Fatal("intakeAdd accepted an item after ShutDown")
+	}
+	if item, shutdown := q.Get(); item != 5 || shutdown {
+		t.Fatalf("Get got (%d, %v), want (5, false)", item, shutdown)
+	}
+	q.Done(5)
+	if _, shutdown := q.Get(); !shutdown {
+		t.Fatal("Get after the last item: shutdown false, want true")
+	}
+}
+
+// A full intake refuses, so the adder applies it under the mutex.
+func TestIntakeBounded(t *testing.T) {
+	q := newTestQueue(t, Options[int]{})
+	for i := range intakeMax {
+		mustIntakeAdd(t, q, i)
+	}
+	if q.intakeAdd(intakeMax) {
+		t.Fatalf("intakeAdd accepted item %d beyond intakeMax", intakeMax)
+	}
+	q.Add(intakeMax)
+	if got, want := q.Len(), intakeMax+1; got != want {
+		t.Fatalf("Len got %d, want %d", got, want)
+	}
+}
