@@ -3,6 +3,7 @@ package workqueue
 import (
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -137,4 +138,28 @@ func TestIntakeBounded(t *testing.T) {
 	if got, want := q.Len(), intakeMax+1; got != want {
 		t.Fatalf("Len got %d, want %d", got, want)
 	}
+}
+
+// With metrics on, an add that waited in the intake is timed from the Add,
+// not from when the intake was applied.
+func TestIntakeQueueDurationCountsFromAdd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeMetrics()
+		q := newTestQueue(t, Options[int]{Name: "q", Metrics: f})
+		if !q.intakeAdd(1) {
+			t.Fatal("intakeAdd(1) refused, want accepted")
+		}
+		time.Sleep(3 * time.Second)
+		if v, _ := f.adds.get(); v != 0 {
+			t.Fatalf("adds before the intake is applied got %v, want 0", v)
+		}
+		item, _ := q.Get()
+		q.Done(item)
+		if v, _ := f.adds.get(); v != 1 {
+			t.Fatalf("adds got %v, want 1", v)
+		}
+		if _, obs := f.latency.get(); len(obs) != 1 || obs[0] != 3 {
+			t.Fatalf("queue durations got %v, want [3] (seconds since the Add)", obs)
+		}
+	})
 }

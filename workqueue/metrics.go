@@ -121,12 +121,16 @@ func newQueueMetrics[T comparable](p MetricsProvider, name string, c clock.Passi
 	}
 }
 
-// add records that item became waiting.
-func (m *queueMetrics[T]) add(item T) {
+// add records that item became waiting, at at (the zero time: now; an add
+// applied from the intake was made earlier).
+func (m *queueMetrics[T]) add(item T, at time.Time) {
 	m.m.Adds.Inc()
 	m.m.Depth.Inc()
 	if _, ok := m.addTimes[item]; !ok {
-		m.addTimes[item] = m.clock.Now()
+		if at.IsZero() {
+			at = m.clock.Now()
+		}
+		m.addTimes[item] = at
 	}
 }
 

@@ -198,11 +198,11 @@ type Queue[T comparable] struct {
 	// Get is blocked.
 	_       [64]byte
 	imu     sync.Mutex
-	intake  []T          // under imu
-	intakeN atomic.Int32 // len(intake); written under imu
-	parked  atomic.Int32 // len(waiters); raised under mu and imu, lowered under mu
+	intake  []intakeEntry[T] // under imu
+	intakeN atomic.Int32     // len(intake); written under imu
+	parked  atomic.Int32     // len(waiters); raised under mu and imu, lowered under mu
 	_       [64]byte
-	spare   []T // under mu: the intake's other buffer
+	spare   []intakeEntry[T] // under mu: the intake's other buffer
 
 	shuttingDown atomic.Bool // written with mu held
 	drain        bool
@@ -330,7 +330,7 @@ func (q *Queue[T]) add(item T, prio int32) {
 	// becomes dirty, and the hot cache absorbs its next adds; left in the
 	// intake, each of them would be queued there too.
 	if !q.mu.TryLock() {
-		if prio == 0 && !hot && q.metrics == nil && q.intakeAdd(item) {
+		if prio == 0 && !hot && q.intakeAdd(item) {
 			return
 		}
 		q.mu.Lock()
@@ -340,7 +340,7 @@ func (q *Queue[T]) add(item T, prio int32) {
 		return
 	}
 	q.applyIntakeLocked()
-	w := q.addLocked(item, prio)
+	w := q.addLocked(item, prio, time.Time{})
 	q.mu.Unlock()
 	if w != nil {
 		w <- handoff[T]{item: item}
@@ -362,12 +362,16 @@ func (q *Queue[T]) intakeAdd(item T) bool {
 	if q.parked.Load() != 0 {
 		return false // saves taking imu; checked again under it
 	}
+	e := intakeEntry[T]{item: item}
+	if q.metrics != nil {
+		e.at = q.clock.Now() // the item waits from now
+	}
 	q.imu.Lock()
 	if q.parked.Load() != 0 || q.shuttingDown.Load() || len(q.intake) >= intakeMax {
 		q.imu.Unlock()
 		return false
 	}
-	q.intake = append(q.intake, item)
+	q.intake = append(q.intake, e)
 	q.intakeN.Store(int32(len(q.intake)))
 	q.imu.Unlock()
 	return true
@@ -380,21 +384,36 @@ func (q *Queue[T]) applyIntakeLocked() {
 		return
 	}
 	q.imu.Lock()
-	batch := q.intake
-	q.intake = q.spare[:0]
-	q.intakeN.Store(0)
+	batch := q.takeIntakeLocked()
 	q.imu.Unlock()
 	q.applyLocked(batch)
 }
 
+// intakeEntry is an add waiting in the intake: its item and, when metrics
+// are on, when it was made.
+type intakeEntry[T comparable] struct {
+	item T
+	at   time.Time
+}
+
+// takeIntakeLocked empties the intake and returns what it held; mu and imu
+// must be held.
+func (q *Queue[T]) takeIntakeLocked() []intakeEntry[T] {
+	batch := q.intake
+	q.intake = q.spare[:0]
+	q.spare = nil
+	q.intakeN.Store(0)
+	return batch
+}
+
 // applyLocked adds the items of batch, taken from the intake, and keeps
 // batch as the intake's spare buffer; mu must be held.
-func (q *Queue[T]) applyLocked(batch []T) {
-	for _, item := range batch {
+func (q *Queue[T]) applyLocked(batch []intakeEntry[T]) {
+	for _, e := range batch {
 		// No Get is blocked (see intakeAdd), so no item is handed over;
 		// were one, the send would not block (the channel has room).
-		if w := q.addLocked(item, 0); w != nil {
-			w <- handoff[T]{item: item}
+		if w := q.addLocked(e.item, 0, e.at); w != nil {
+			w <- handoff[T]{item: e.item}
 		}
 	}
 	clear(batch)
@@ -404,7 +423,7 @@ func (q *Queue[T]) applyLocked(batch []T) {
 // addLocked records an add of item. When a Get is blocked it marks the item
 // as processing and returns that Get's channel; the caller sends the item on
 // it (after unlocking: the channel has room, so the send never blocks).
-func (q *Queue[T]) addLocked(item T, prio int32) chan handoff[T] {
+func (q *Queue[T]) addLocked(item T, prio int32, at time.Time) chan handoff[T] {
 	i, ok := q.items[item]
 	if ok {
 		st := q.slots[i].st
@@ -418,7 +437,7 @@ func (q *Queue[T]) addLocked(item T, prio int32) chan handoff[T] {
 				q.syncHotLocked(item, st)
 			}
 			if q.metrics != nil {
-				q.metrics.add(item)
+				q.metrics.add(item, at)
 			}
 			return nil
 		case st.flags&flagProcessing != 0:
@@ -446,7 +465,7 @@ func (q *Queue[T]) addLocked(item T, prio int32) chan handoff[T] {
 		return nil
 	}
 	if q.metrics != nil {
-		q.metrics.add(item)
+		q.metrics.add(item, at)
 	}
 	if n := len(q.waiters); n > 0 {
 		w := q.waiters[0]
@@ -596,9 +615,7 @@ func (q *Queue[T]) Get() (item T, shutdown bool) {
 		if len(q.intake) == 0 {
 			break
 		}
-		batch := q.intake
-		q.intake = q.spare[:0]
-		q.intakeN.Store(0)
+		batch := q.takeIntakeLocked()
 		q.imu.Unlock()
 		q.applyLocked(batch)
 	}
@@ -698,9 +715,7 @@ func (q *Queue[T]) shutDown(drain bool) {
 	// flag under imu orders every later intakeAdd after it.
 	q.imu.Lock()
 	q.shuttingDown.Store(true)
-	batch := q.intake
-	q.intake = nil
-	q.intakeN.Store(0)
+	batch := q.takeIntakeLocked()
 	q.imu.Unlock()
 	q.applyLocked(batch)
 	waiters := q.waiters
@@ -827,7 +842,7 @@ func (q *Queue[T]) loop() {
 					q.applyIntakeLocked()
 					for _, d := range batch {
 						// Sending under the lock is safe: the channel has room.
-						if w := q.addLocked(d.item, d.prio); w != nil {
+						if w := q.addLocked(d.item, d.prio, time.Time{}); w != nil {
 							w <- handoff[T]{item: d.item}
 						}
 					}
