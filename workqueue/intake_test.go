@@ -30,7 +30,7 @@ func TestIntakeAddsAreQueuedInOrder(t *testing.T) {
 	}
 	var got []int
 	for range 3 {
-		item, _ := q.Get()
+		item := mustGet(t, q)
 		got = append(got, item)
 		q.Done(item)
 	}
@@ -44,12 +44,12 @@ func TestIntakeAddsAreQueuedInOrder(t *testing.T) {
 func TestIntakeAppliedBeforeDone(t *testing.T) {
 	q := newTestQueue(t, Options[int]{})
 	q.Add(1)
-	x, _ := q.Get()
+	x := mustGet(t, q)
 	mustIntakeAdd(t, q, x)
 	mustIntakeAdd(t, q, 2)
 	q.Done(x)
-	a, _ := q.Get()
-	b, _ := q.Get()
+	a := mustGet(t, q)
+	b := mustGet(t, q)
 	if a != 2 || b != 1 {
 		t.Fatalf("after Done got %d then %d, want 2 then 1 (as client-go)", a, b)
 	}
@@ -58,53 +58,39 @@ func TestIntakeAppliedBeforeDone(t *testing.T) {
 // A Get that finds only adds of items already processing in the intake
 // must block, not return or spin (a first version spun here for ever).
 func TestGetBlocksWhenIntakeHoldsOnlyProcessingItems(t *testing.T) {
-	q := newTestQueue(t, Options[int]{})
-	q.Add(1)
-	x, _ := q.Get()
-	mustIntakeAdd(t, q, x)
-	got := make(chan int, 1)
-	go func() {
-		item, _ := q.Get()
-		got <- item
-	}()
-	select {
-	case item := <-got:
-		t.Fatalf("Get returned %d while its only item is being processed", item)
-	case <-time.After(50 * time.Millisecond):
-	}
-	q.Done(x)
-	select {
-	case item := <-got:
-		if item != x {
-			t.Fatalf("Get got %d, want %d", item, x)
+	synctest.Test(t, func(t *testing.T) {
+		q := newTestQueue(t, Options[int]{})
+		q.Add(1)
+		x := mustGet(t, q)
+		mustIntakeAdd(t, q, x)
+		g := startGet(q)
+		synctest.Wait()
+		if returned, item, _ := g.result(); returned {
+			t.Fatalf("Get returned %d while its only item is being processed", item)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Get still blocked after Done of the re-added item")
-	}
+		q.Done(x)
+		synctest.Wait()
+		if returned, item, _ := g.result(); !returned || item != x {
+			t.Fatalf("after Done of the re-added item Get got (returned %v, %d), want (true, %d)", returned, item, x)
+		}
+	})
 }
 
 // While a Get is blocked, an add must reach it at once: the intake refuses.
 func TestIntakeRefusesWhileGetBlocked(t *testing.T) {
-	q := newTestQueue(t, Options[int]{})
-	got := make(chan int, 1)
-	go func() {
-		item, _ := q.Get()
-		got <- item
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for q.parked.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("Get never blocked")
+	synctest.Test(t, func(t *testing.T) {
+		q := newTestQueue(t, Options[int]{})
+		g := startGet(q)
+		synctest.Wait()
+		if q.intakeAdd(7) {
+			t.Fatal("intakeAdd accepted an item while a Get was blocked")
 		}
-		time.Sleep(time.Millisecond)
-	}
-	if q.intakeAdd(7) {
-		t.Fatal("intakeAdd accepted an item while a Get was blocked")
-	}
-	q.Add(7)
-	if item := <-got; item != 7 {
-		t.Fatalf("Get got %d, want 7", item)
-	}
+		q.Add(7)
+		synctest.Wait()
+		if returned, item, _ := g.result(); !returned || item != 7 {
+			t.Fatalf("Get got (returned %v, %d), want (true, 7)", returned, item)
+		}
+	})
 }
 
 // Adds in the intake at ShutDown came before it: their items are handed

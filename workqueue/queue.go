@@ -467,12 +467,8 @@ func (q *Queue[T]) addLocked(item T, prio int32, at time.Time) chan handoff[T] {
 	if q.metrics != nil {
 		q.metrics.add(item, at)
 	}
-	if n := len(q.waiters); n > 0 {
-		w := q.waiters[0]
-		copy(q.waiters, q.waiters[1:])
-		q.waiters[n-1] = nil
-		q.waiters = q.waiters[:n-1]
-		q.parked.Add(-1)
+	if len(q.waiters) > 0 {
+		w := q.popWaiterLocked()
 		q.newSlotLocked(item, itemState{flags: flagProcessing})
 		q.processing++
 		if q.metrics != nil {
@@ -482,6 +478,18 @@ func (q *Queue[T]) addLocked(item T, prio int32, at time.Time) chan handoff[T] {
 	}
 	q.pushLocked(q.newSlotLocked(item, itemState{}), prio, false)
 	return nil
+}
+
+// popWaiterLocked removes the oldest blocked Get, which must exist, and
+// returns its channel.
+func (q *Queue[T]) popWaiterLocked() chan handoff[T] {
+	w := q.waiters[0]
+	n := len(q.waiters)
+	copy(q.waiters, q.waiters[1:])
+	q.waiters[n-1] = nil
+	q.waiters = q.waiters[:n-1]
+	q.parked.Add(-1)
+	return w
 }
 
 // newSlotLocked records item, which must not be in items, with state st and
@@ -650,12 +658,8 @@ func (q *Queue[T]) Done(item T) {
 	q.processing--
 	var w chan handoff[T]
 	if st.flags&flagDirty != 0 {
-		if n := len(q.waiters); n > 0 {
-			w = q.waiters[0]
-			copy(q.waiters, q.waiters[1:])
-			q.waiters[n-1] = nil
-			q.waiters = q.waiters[:n-1]
-			q.parked.Add(-1)
+		if len(q.waiters) > 0 {
+			w = q.popWaiterLocked()
 			q.processing++
 			q.slots[i].st = itemState{flags: flagProcessing, hot: st.hot}
 			if st.hot {
